@@ -11,10 +11,15 @@ _STAGE_TABLE = [
     ("backbone", "stages.backbone", "backbone"),
     ("sample", "stages.sample", "sample"),
     ("instruct", "stages.instruct", "instruct"),
+    ("preferences", "stages.preferences", "preferences"),
+    ("import-preferences", "stages.preferences", "import_preferences"),
     ("base-model", "stages.base_model", "base_model"),
     ("sft", "stages.sft", "sft"),
     ("rank", "stages.rank", "rank"),
     ("evaluate", "stages.evaluate", "evaluate"),
+    ("dmpo", "stages.dmpo", "dmpo"),
+    ("pref-eval", "stages.pref_eval", "pref_eval"),
+    ("serve", "stages.serve", "serve"),
 ]
 
 

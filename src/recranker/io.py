@@ -24,6 +24,10 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     work = tmp if is_dir else tmp / target.name
     try:
         yield work
+        if is_dir:  # mkdtemp makes 0700 folders; give the output the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(work, 0o777 & ~umask)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():

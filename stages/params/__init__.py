@@ -17,7 +17,7 @@ from recranker.errors import RecrankerError
 from .base import Strict
 from .data import DatasetParams
 from .backbone import BackboneParams
-from .instruct import InstructParams, SamplingParams
+from .instruct import InstructParams, PreferenceParams, SamplingParams
 from .llm import LLMParams
 from .rank import EvaluateParams, RankParams
 
@@ -36,6 +36,7 @@ class Params(Strict):
     backbone: BackboneParams = BackboneParams()
     sampling: SamplingParams = SamplingParams()
     instruct: InstructParams = InstructParams()
+    preferences: PreferenceParams = PreferenceParams()
     llm: LLMParams = LLMParams()
     rank: RankParams = RankParams()
     evaluate: EvaluateParams = EvaluateParams()

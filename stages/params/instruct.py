@@ -1,19 +1,75 @@
-"""params.yaml → sampling.* and instruct.* (stages `sample`, `instruct`). Owned by the instructions engineer."""
+"""params.yaml → sampling.*, instruct.* and preferences.* (stages `sample`, `instruct`,
+`preferences`). Owned by the instructions engineer. Defaults: the papers' where they exist
+(C = 0.92, k negatives = 3, DMPO labels/history), a CPU-sized profile elsewhere."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Strict
 
+Task = Literal["pointwise", "pairwise", "listwise"]
+
 
 class SamplingParams(Strict):
-    mode: Literal["uniform", "adaptive"] = "uniform"
-    n_users: int = Field(200, ge=1)
+    mode: Literal["uniform", "adaptive"] = "adaptive"  # uniform = the ablation
+    n_users: int = Field(200, ge=1)  # N, size of the final multiset U_ins
+    n_importance: int | None = Field(None, ge=1)  # N1 (None = n_users)
+    n_cluster: int | None = Field(None, ge=1)  # N2 (None = n_users)
+    n_clusters: int = Field(10, ge=1)  # K of K-means
+    penalty: float = Field(0.92, gt=0, le=1)  # C of the repetition penalty
+    kmeans_n_init: int = Field(10, ge=1)
+    embeddings_backbone: str | None = None  # whose user_emb.npy (None = first of run.backbones)
+
+
+class RatingMFParams(Strict):
+    """The rating model behind pointwise hints (and cross-fitted training hints)."""
+
+    dim: int = Field(32, ge=1)
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
 
 
 class InstructParams(Strict):
-    tasks: list[Literal["pointwise", "pairwise", "listwise"]] = ["pointwise"]
+    tasks: list[Task] = ["pointwise", "pairwise", "listwise"]
+    per_occurrence: int = Field(1, ge=1)  # instructions per task and user occurrence
     history_len: int = Field(10, ge=1)
+    listwise_size: int = Field(10, ge=2, le=26)  # candidates per training listwise prompt
+    listwise_liked: int = Field(1, ge=0)
+    listwise_disliked: int = Field(1, ge=0)
+    shuffle_candidates: bool = True  # position shifting in training
+    shuffle_history: bool = False
+    n_test_permutations: int = Field(1, ge=1)
+    pairwise_test_pairs: Literal["adjacent", "all"] = "adjacent"
+    pairwise_both_orders: bool = False
+    enhance: bool = True  # prompt enhancement (hints)
+    n_folds: int = Field(5, ge=2)  # cross-fitting folds of the training hints
+    test_rank_hint: Literal["backbone", "rating_mf"] = "backbone"
+    max_title_chars: int = Field(100, ge=8)
+    rating_mf: RatingMFParams = RatingMFParams()
+    threads: int = Field(1, ge=1)  # torch threads of the rating MF (1 is fastest on a busy CPU)
+
+    @model_validator(mode="after")
+    def _listwise_fits(self):
+        if self.listwise_liked + self.listwise_disliked > self.listwise_size:
+            raise ValueError("listwise_liked + listwise_disliked must not exceed listwise_size")
+        return self
+
+
+class PreferenceParams(Strict):
+    """DMPO preference data (few-shot)."""
+
+    positive_above: float = 3.0  # rating > this is positive, ≤ is negative
+    min_positives: int = Field(5, ge=1)
+    min_negatives: int = Field(5, ge=1)
+    history_len: int = Field(40, ge=1)
+    min_history: int = Field(1, ge=0)
+    k_negatives: int = Field(3, ge=1)
+    n_train: int = Field(100, ge=0)
+    n_valid: int = Field(100, ge=0)
+    n_test: int = Field(1000, ge=0)
+    splits: list[Literal["train", "valid", "test"]] = ["train"]  # interactions used
+    max_title_chars: int = Field(100, ge=8)

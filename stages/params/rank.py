@@ -1,4 +1,8 @@
-"""params.yaml → rank.* and evaluate.* (stages `rank`, `evaluate`). Owned by the ranking engineer."""
+"""params.yaml → rank.* and evaluate.* (stages `rank`, `evaluate`; `serve` reuses rank.*). Owned by the ranking engineer.
+
+Defaults: a CPU profile (hf backend, float32, prefix-cached scoring); RecRanker's paper values
+for the hybrid formula and the vLLM sampling settings.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,63 @@ from pydantic import Field
 from .base import Strict
 
 
+class SamplingParams(Strict):
+    """Generation (listwise `generate` mode). Paper (vLLM): temperature 0.1, top-k 10, top-p 0.1."""
+
+    temperature: float = Field(0.1, ge=0)
+    top_k: int = Field(10, ge=0)
+    top_p: float = Field(0.1, gt=0, le=1)
+    max_new_tokens: int = Field(160, ge=1)
+
+
+class OpenAIParams(Strict):
+    """Any OpenAI-compatible endpoint; the API key is read from the environment variable named here."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "recranker"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    top_logprobs: int = Field(20, ge=1, le=20)
+
+
+class VLLMParams(Strict):
+    """GPU only (the `gpu` extra)."""
+
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_lora_rank: int = Field(64, ge=1)
+    max_model_len: int = Field(2048, ge=64)
+    enable_prefix_caching: bool = True
+
+
 class RankParams(Strict):
     tasks: list[Literal["pointwise", "pairwise", "listwise"]] = ["pointwise"]
-    batch_size: int = Field(8, ge=1)
+    model: Literal["sft", "dmpo", "base"] = "sft"  # models/llm/<model>/, or the untuned base
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    threads: int = Field(0, ge=0)  # torch threads for the hf backend; 0 = torch's default
+    batch_size: int = Field(16, ge=1)  # candidate suffixes per forward pass
+    min_prefix: int = Field(16, ge=1)  # shortest shared prefix worth caching (tokens)
+    rating_mode: Literal["expected", "argmax"] = "expected"
+    listwise_mode: Literal["verbalizer", "generate"] = "verbalizer"
+    sampling: SamplingParams = SamplingParams()
+    openai: OpenAIParams = OpenAIParams()
+    vllm: VLLMParams = VLLMParams()
+
+
+class HybridParams(Strict):
+    """RecRanker's hybrid ranking (paper defaults)."""
+
+    c1: float = 0.05
+    c2: float = 0.5
+    c3: float = 0.025
+    a1: float = Field(1 / 3, ge=0)
+    a2: float = Field(1 / 3, ge=0)
+    a3: float = Field(1 / 3, ge=0)
 
 
 class EvaluateParams(Strict):
     ks: list[int] = [3, 5]
+    hybrid: HybridParams = HybridParams()
+    samples: int = Field(20, ge=0)  # sample prompts/outputs logged as a W&B table
+

@@ -1,0 +1,261 @@
+"""Ranking throughput: our scorer vs the naive way, on ML-100K test instructions.
+
+(a) ours: answers read from next-token probabilities (`hf` backend: one prefix per user,
+    cached; batched suffixes sorted by length; logits of the last position only);
+(b) naive: one ``generate`` call per prompt (greedy, a few new tokens) and the answer parsed
+    from the text.
+
+Reports candidates/s for pointwise and pairwise (one candidate judgement per prompt), the
+speed-up, tokens/s, peak RSS, the CPU's measured 2048² matmul peak and the fraction of it
+reached, and how far bf16 scores move from fp32 ones. Writes benchmarks/results/rank_throughput.json.
+
+    python benchmarks/rank_throughput.py [--instructions data/instructions/ml-100k/test/mf.jsonl]
+        [--base models/base] [--users 20] [--naive 20] [--threads 2]
+
+Without the instructions file, ML-100K test instructions are built on the fly from
+$RECRANKER_DATA (or ../shared/data) with most-popular candidates (the instruction builder
+of the pipeline, 10 candidates per user).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build_instructions(n_users: int, k: int = 10) -> list[dict]:
+    """ML-100K test instructions for the first ``n_users`` users, most-popular candidates."""
+    import pandas as pd
+
+    from recranker import prompts
+    from recranker.data.process import prepare
+    from recranker.data.readers import locate_raw, read_raw
+    from recranker.prompts.builders import build_test
+
+    root = os.environ.get("RECRANKER_DATA") or str(ROOT.parent / "shared" / "data")
+    folder = locate_raw("ml-100k", data_root=root, allow_download=False)
+    prep = prepare(read_raw("ml-100k", folder), name="ml-100k")
+    inter = prep.interactions
+    train = inter[inter.split == "train"]
+    pop = train.item_id.value_counts().index.to_numpy()
+    rows = []
+    for u in sorted(inter.user_id.unique())[:n_users]:
+        seen = set(inter[(inter.user_id == u) & (inter.split != "test")].item_id)
+        top = [i for i in pop if i not in seen][:k]
+        rows += [(u, "test", r + 1, int(i), float(k - r)) for r, i in enumerate(top)]
+    cands = pd.DataFrame(rows, columns=["user_id", "split", "rank", "item_id", "score"])
+    cfg = prompts.InstructConfig(
+        dataset="ml-100k", domain=prompts.domain_for_format("ml-100k"),
+        scale=prompts.RatingScale.from_stats(prep.stats), like_threshold=4, dislike_threshold=2,
+        tasks=("pointwise", "pairwise"),
+    )
+    corpus = prompts.make_corpus(inter, prep.items, cfg, 0)
+    return list(build_test(corpus, cands, "mostpop", cfg, 0))
+
+
+def load_instructions(path: Path | None, n_users: int):
+    from recranker.ranking import parse_instruction
+
+    if path is not None and path.is_file():
+        rows = [json.loads(x) for x in path.open()]
+        source = str(path)
+    else:
+        rows = build_instructions(n_users)
+        source = "built: ML-100K, most-popular candidates"
+    ins = [parse_instruction(r, f"{source}:{i + 1}") for i, r in enumerate(rows)
+           if r["task"] in ("pointwise", "pairwise")]
+    users = sorted({i.user_id for i in ins})[:n_users]
+    keep = set(users)
+    return [i for i in ins if i.user_id in keep], source
+
+
+def load_model(base: Path | None, dtype: str):
+    from recranker.llm.backends.hf import half_body_fp32_head
+    from recranker.llm.model import OFFLINE_DEFAULT, load_model as load, load_tokenizer
+
+    src = str(base) if base is not None and base.is_dir() else OFFLINE_DEFAULT
+    import torch
+
+    model, tok = load(src, dtype=torch.float32), load_tokenizer(src)
+    if dtype != "float32":
+        model = half_body_fp32_head(model, getattr(torch, dtype))
+    return model.eval(), tok, src
+
+
+def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of an n×n matmul (best of ``reps``)."""
+    import torch
+
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def body_params(model) -> int:
+    """Parameters that multiply every token (everything but the embedding table)."""
+    emb = model.get_input_embeddings().weight.numel()
+    return sum(p.numel() for p in model.parameters()) - emb
+
+
+def run_ours(model, tok, instructions, batch_size: int) -> dict:
+    from recranker.llm.backends.hf import HFBackend
+    from recranker.prompts.text import RatingScale
+    from recranker.ranking import run_tasks
+
+    out = {}
+    for task in ("pointwise", "pairwise", "joint"):
+        todo = {t: [i for i in instructions if i.task == t] for t in ("pointwise", "pairwise")}
+        if task != "joint":
+            todo = {task: todo[task]}
+        backend = HFBackend(model, tok, batch_size=batch_size)
+        backend.encode_many([p for v in todo.values() for p in _prompts(v)])  # tokenizing is not scoring
+        t = time.perf_counter()
+        res = run_tasks(backend, todo, scale=RatingScale(1, 5))
+        secs = time.perf_counter() - t
+        n = sum(len(v) for v in todo.values())
+        st = backend.scorer.stats
+        out[task] = {"prompts": n, "seconds": secs, "cands_per_s": n / secs,
+                     "prompt_tokens": st.prompt_tokens, "computed_tokens": st.computed_tokens,
+                     "prompt_tokens_per_s": st.prompt_tokens / secs,
+                     "computed_tokens_per_s": st.computed_tokens / secs,
+                     "scores": {t: [r["scores"][0] for r in rows] for t, (rows, _) in res.items()}}
+    return out
+
+
+def _prompts(instructions):
+    from recranker.llm.backends.base import Prompt
+
+    return [Prompt.from_messages(i.messages, i.user_id) for i in instructions]
+
+
+def run_naive(model, tok, instructions, n: int, max_new_tokens: int = 4) -> dict:
+    """One greedy ``generate`` per prompt, then parse the answer text."""
+    import torch
+
+    from recranker.llm.scoring import encode_chat
+
+    out = {}
+    for task in ("pointwise", "pairwise"):
+        todo = [i for i in instructions if i.task == task][:n]
+        parsed, tokens = 0, 0
+        t = time.perf_counter()
+        with torch.inference_mode():
+            for ins in todo:
+                ids = torch.tensor([encode_chat(tok, ins.messages)])
+                gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                     max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                     temperature=None, top_p=None, top_k=None)
+                text = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+                tokens += ids.shape[1]
+                if task == "pointwise":
+                    parsed += re.search(r"[1-5]", text) is not None
+                else:
+                    parsed += re.match(r"\s*(yes|no)\b", text, re.I) is not None
+        secs = time.perf_counter() - t
+        out[task] = {"prompts": len(todo), "seconds": secs, "cands_per_s": len(todo) / secs,
+                     "prompt_tokens_per_s": tokens / secs, "parsed_answers": parsed,
+                     "max_new_tokens": max_new_tokens}
+    return out
+
+
+def bf16_vs_fp32(instructions, s32: dict, s16: dict) -> dict:
+    """How far bf16 scores move: abs differences, per-user Kendall tau (pointwise), decision
+    agreement (pairwise)."""
+    from scipy.stats import kendalltau
+
+    a, b = np.array(s32["pointwise"]), np.array(s16["pointwise"])
+    users = [i.user_id for i in instructions if i.task == "pointwise"]
+    taus = []
+    for u in sorted(set(users)):
+        m = np.array([x == u for x in users])
+        if m.sum() > 1 and np.ptp(a[m]) > 0:
+            taus.append(kendalltau(a[m], b[m])[0])
+    pa, pb = np.array(s32["pairwise"]), np.array(s16["pairwise"])
+    return {"pointwise_max_abs_diff": float(np.abs(a - b).max()),
+            "pointwise_mean_abs_diff": float(np.abs(a - b).mean()),
+            "pointwise_mean_within_user_spread": float(np.mean([np.ptp(a[np.array(users) == u])
+                                                                for u in set(users)])),
+            "pointwise_kendall_tau_mean": float(np.mean(taus)) if taus else None,
+            "pairwise_max_abs_diff": float(np.abs(pa - pb).max()),
+            "pairwise_decision_agreement": float(np.mean((pa > 0.5) == (pb > 0.5)))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--instructions", type=Path, default=ROOT / "data/instructions/ml-100k/test/mf.jsonl")
+    ap.add_argument("--base", type=Path, default=ROOT / "models/base")
+    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--naive", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rank_throughput.json")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    instructions, source = load_instructions(args.instructions, args.users)
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    result: dict = {"command": "python benchmarks/rank_throughput.py " + " ".join(sys.argv[1:]),
+                    "instructions": source, "users": len({i.user_id for i in instructions}),
+                    "threads": args.threads, "cpu": platform.processor() or platform.machine(),
+                    "matmul_2048_gflops": {"float32": peak32, "bfloat16": peak16}}
+    ours, scores = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        model, tok, src = load_model(args.base, dtype)
+        r = run_ours(model, tok, instructions, args.batch_size)
+        scores[dtype] = r["joint"].pop("scores")
+        for t in ("pointwise", "pairwise"):
+            r[t].pop("scores")
+        flops = 2 * body_params(model) * r["joint"]["computed_tokens"]
+        r["joint"]["gflops"] = flops / r["joint"]["seconds"] / 1e9
+        peak = peak32 if dtype == "float32" else peak16
+        r["joint"]["fraction_of_matmul_peak"] = r["joint"]["gflops"] / peak
+        ours[dtype] = r
+        if dtype == "float32":
+            naive = run_naive(model, tok, instructions, args.naive)
+        del model
+    result.update(model=src, ours=ours, naive=naive, bf16_vs_fp32=bf16_vs_fp32(instructions, *scores.values()))
+    best = "bfloat16" if ours["bfloat16"]["pointwise"]["cands_per_s"] > ours["float32"]["pointwise"]["cands_per_s"] else "float32"
+    result["speedup"] = ours["float32"]["pointwise"]["cands_per_s"] / naive["pointwise"]["cands_per_s"]
+    result["speedup_pairwise"] = ours["float32"]["pairwise"]["cands_per_s"] / naive["pairwise"]["cands_per_s"]
+    result["speedup_bf16"] = ours["bfloat16"]["pointwise"]["cands_per_s"] / naive["pointwise"]["cands_per_s"]
+    result["ours_cands_per_s"] = ours["float32"]["pointwise"]["cands_per_s"]
+    result["ours_cands_per_s_bf16"] = ours["bfloat16"]["pointwise"]["cands_per_s"]
+    result["naive_cands_per_s"] = naive["pointwise"]["cands_per_s"]
+    result["fastest_dtype"] = best
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["load_average"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+    print(f"{'':22s}{'pointwise c/s':>15s}{'pairwise c/s':>15s}{'tok/s (computed)':>18s}")
+    for dtype in ours:
+        o = ours[dtype]
+        print(f"ours {dtype:17s}{o['pointwise']['cands_per_s']:15.2f}{o['pairwise']['cands_per_s']:15.2f}"
+              f"{o['joint']['computed_tokens_per_s']:18.0f}")
+    print(f"{'naive float32':22s}{naive['pointwise']['cands_per_s']:15.2f}{naive['pairwise']['cands_per_s']:15.2f}")
+    print(f"speedup (fp32) {result['speedup']:.1f}x pointwise, {result['speedup_pairwise']:.1f}x pairwise; "
+          f"bf16 {result['speedup_bf16']:.1f}x; matmul peak {peak32:.0f}/{peak16:.0f} GFLOP/s fp32/bf16; "
+          f"peak RSS {result['peak_rss_mb']:.0f} MB → {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""A seeded synthetic dataset written in the MovieLens-100K file format (``u.data`` + ``u.item``).
+
+Used by tests and tiny end-to-end runs when the real data is absent. It is built so that a
+recommender has something to learn: users and items get latent factors, and both *which* items a
+user rates and *how* she rates them depend on the user-item affinity. Item popularity is
+long-tailed (Zipf-like), item genres are a function of the item factors (so content carries
+signal too), and each user's timestamps increase along her sequence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recranker.errors import RecrankerError
+from recranker.io import atomic_path
+
+from .movielens import ML100K_GENRES
+
+_ADJ = (
+    "Silent Crimson Last Hidden Broken Golden Lonely Wild Dark Electric Frozen Midnight Secret "
+    "Burning Lost Little Iron Velvet Distant Savage Gentle Strange Bitter Hollow Rising"
+).split()
+_NOUN = (  # a few Latin-1 words, so the u.item file exercises the reader's decoding
+    "Harbor Garden River Kingdom Stranger Summer Machine Promise Frontier Mirror Voyage Letter "
+    "Detective Orchard Empire Café Señor Noël Station Island Witness Season Signal Canyon Château"
+).split()
+_SEQUEL = ["", " II", " III", " IV", " V", " VI", " VII", " VIII", " IX", " X"]
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def _counts(
+    rng: np.random.Generator, n_users: int, n_items: int, n_ratings: int, min_per_user: int
+) -> np.ndarray:
+    """Ratings per user: a floor plus a log-normal activity share, capped at n_items, summing
+    exactly to n_ratings."""
+    weights = rng.lognormal(0.0, 1.0, n_users)
+    counts = min_per_user + rng.multinomial(
+        n_ratings - min_per_user * n_users, weights / weights.sum()
+    )
+    while (over := counts - n_items).max() > 0:  # give the excess to users with room left
+        excess = int(over.clip(min=0).sum())
+        counts = np.minimum(counts, n_items)
+        room = (n_items - counts) * weights
+        counts += rng.multinomial(excess, room / room.sum())
+    return counts
+
+
+def synthesize(
+    n_users: int = 100,
+    n_items: int = 200,
+    n_ratings: int = 3000,
+    *,
+    seed: int = 0,
+    dim: int = 8,
+    zipf: float = 1.2,
+    affinity: float = 2.0,
+    min_per_user: int = 5,
+    start: int = 874_724_710,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Generate (ratings, items) frames in ML-100K column order.
+
+    ratings: ``user, item, rating, timestamp`` (1-based ids, ratings 1..5, rows in time order).
+    items: ``item, title, release, genre flags...``. ``zipf`` is the popularity exponent,
+    ``affinity`` how strongly the latent match drives which items a user picks.
+    """
+    for key, value, low in (
+        ("n_users", n_users, 1),
+        ("n_items", n_items, min_per_user),
+        ("dim", dim, 1),
+    ):
+        if value < low:
+            raise RecrankerError(f"synthesize: {key} must be ≥ {low}, got {value}")
+    if not min_per_user * n_users <= n_ratings <= n_users * n_items:
+        raise RecrankerError(
+            f"synthesize: n_ratings must be in [{min_per_user * n_users}, {n_users * n_items}] "
+            f"for {n_users} users and {n_items} items, got {n_ratings}"
+        )
+    rng = np.random.default_rng(seed)
+    user_f = rng.normal(size=(n_users, dim)) / np.sqrt(dim)
+    item_f = rng.normal(size=(n_items, dim))
+    pop_rank = rng.permutation(n_items)  # item ids do not encode popularity
+    log_pop = -zipf * np.log1p(pop_rank)
+    match = user_f @ item_f.T  # [users, items], ~N(0, 1)
+    # Choose each user's items without replacement ∝ popularity × exp(affinity · match)
+    # (Gumbel top-k: the first c keys of a Gumbel-perturbed logit row).
+    keys = log_pop[None, :] + affinity * match + rng.gumbel(size=match.shape)
+    ranked = np.argsort(-keys, axis=1, kind="stable")
+    counts = _counts(rng, n_users, n_items, n_ratings, min_per_user)
+    users = np.repeat(np.arange(n_users), counts)
+    within = np.arange(n_ratings) - np.repeat(np.cumsum(counts) - counts, counts)
+    items = ranked[users, within]
+    bias = rng.normal(0.0, 0.4, n_items)
+    chosen = match[users, items]  # standardised among chosen items: choice already favours
+    chosen = (chosen - chosen.mean()) / (chosen.std() + 1e-12)  # good matches (selection bias)
+    score = 3.5 + 0.9 * chosen + bias[items] + rng.normal(0.0, 0.6, n_ratings)
+    rating = np.clip(np.rint(score), 1, 5).astype(np.int64)
+    # A random position of each choice in the user's sequence (choosing in Gumbel order would
+    # put the best matches first and leave the weakest as the held-out test items).
+    shuffle = np.lexsort((rng.random(n_ratings), users))
+    items, rating = items[shuffle], rating[shuffle]
+    # Timestamps: each user starts somewhere in a ~5-month window and rates at random gaps.
+    first = rng.integers(0, 150 * 86400, n_users)
+    gaps = 1 + rng.exponential(2 * 86400, n_ratings).astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    elapsed = np.cumsum(gaps)
+    elapsed -= np.repeat(elapsed[starts] - gaps[starts], counts)
+    ts = start + first[users] + elapsed
+    ratings = pd.DataFrame(
+        {"user": users + 1, "item": items + 1, "rating": rating, "timestamp": ts}
+    )
+    ratings = ratings.iloc[np.lexsort((ratings["user"], ratings["timestamp"]))]
+    return ratings.reset_index(drop=True), _items(rng, item_f)
+
+
+def _items(rng: np.random.Generator, item_f: np.ndarray) -> pd.DataFrame:
+    n_items, dim = item_f.shape
+    genre_proj = rng.normal(size=(dim, len(ML100K_GENRES) - 1))
+    affinity = item_f @ genre_proj
+    top = np.argsort(-affinity, axis=1)[:, :3]
+    flags = np.zeros((n_items, len(ML100K_GENRES)), dtype=np.int64)
+    n_genres = rng.integers(1, 4, n_items)
+    for k in range(3):
+        pick = n_genres > k
+        flags[np.flatnonzero(pick), 1 + top[pick, k]] = 1
+    years = rng.integers(1930, 1999, n_items)
+    months = rng.integers(0, 12, n_items)
+    days = rng.integers(1, 29, n_items)
+    seen: dict[str, int] = {}
+    titles = []
+    for i in range(n_items):
+        base = f"The {_ADJ[rng.integers(len(_ADJ))]} {_NOUN[rng.integers(len(_NOUN))]}"
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        suffix = _SEQUEL[k] if k < len(_SEQUEL) else f" {k + 1}"
+        titles.append(f"{base}{suffix} ({years[i]})")
+    release = [f"{d:02d}-{_MONTHS[m]}-{y}" for d, m, y in zip(days, months, years)]
+    df = pd.DataFrame({"item": np.arange(1, n_items + 1), "title": titles, "release": release})
+    return pd.concat(
+        [df, pd.DataFrame(flags, columns=[f"g{i}" for i in range(flags.shape[1])])], axis=1
+    )
+
+
+def write_synthetic(
+    out_dir: str | Path,
+    n_users: int = 100,
+    n_items: int = 200,
+    n_ratings: int = 3000,
+    *,
+    seed: int = 0,
+    **kwargs,
+) -> list[Path]:
+    """Write ``u.data`` (ASCII) and ``u.item`` (Latin-1) into ``out_dir``; same seed → same bytes."""
+    ratings, items = synthesize(n_users, n_items, n_ratings, seed=seed, **kwargs)
+    out_dir = Path(out_dir)
+    data = ratings.astype(str).agg("\t".join, axis=1)
+    flag_cols = [f"g{i}" for i in range(len(ML100K_GENRES))]
+    flags = items[flag_cols].astype(str).agg("|".join, axis=1)
+    # id|title|release date|video release date|IMDb URL|19 flags (no URLs: nothing to link to)
+    item_lines = (
+        items["item"].astype(str) + "|" + items["title"] + "|" + items["release"] + "|||" + flags
+    )
+    written = []
+    for name, lines, codec in (("u.data", data, "ascii"), ("u.item", item_lines, "latin-1")):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_bytes(("\n".join(lines) + "\n").encode(codec))
+        written.append(out_dir / name)
+    return written

@@ -1,0 +1,256 @@
+"""Supervised instruction tuning (RecRanker §3.3) with trl's SFTTrainer.
+
+Instruction records (docs/CONTRACTS.md: ``messages`` = prompt turns, ``completion`` = the answer
+string) become trl's conversational prompt/completion examples, so the chat template is applied by
+trl and the loss covers the completion tokens only. LoRA (peft) or full fine-tuning; cosine
+schedule with warm-up; checkpoints every ``save_steps`` in ``checkpoint_dir`` (outside the output
+directory, which the caller replaces atomically) and automatic resume from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from recranker.errors import RecrankerError
+
+TRAINING_LOG = "training_log.json"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings shared by SFT and DMPO (CPU-safe defaults)."""
+
+    seed: int = 42
+    max_steps: int = 30
+    lr: float = 2e-4
+    warmup_steps: int = 3
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 384
+    eval_steps: int = 0  # 0: evaluate once, at the end
+    save_steps: int = 10
+    logging_steps: int = 1
+    weight_decay: float = 0.0
+    bf16: bool = False
+    report_to: tuple[str, ...] = ()  # e.g. ("wandb",) when tracking is on
+    checkpoint_dir: str | None = None  # where resumable checkpoints live; None: a temp dir
+    deepspeed: str | None = None  # GPU only: path of a DeepSpeed JSON (configs/deepspeed_zero3.json)
+
+
+@dataclass(frozen=True)
+class SFTSettings(TrainSettings):
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+def to_prompt_completion(record: dict[str, Any], where: str = "record") -> dict[str, Any]:
+    """One instruction record → trl's conversational ``{"prompt", "completion"}`` example."""
+    messages = record.get("messages")
+    completion = record.get("completion")
+    if not isinstance(messages, list) or not messages:
+        raise RecrankerError(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise RecrankerError(f"{where}: every message needs string 'role' and 'content'")
+    if messages[-1]["role"] == "assistant":
+        raise RecrankerError(f"{where}: 'messages' must not end with an assistant turn (the answer is 'completion')")
+    if not isinstance(completion, str) or not completion:
+        raise RecrankerError(f"{where}: 'completion' must be a non-empty string")
+    prompt = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+
+
+def split_eval(records: Sequence[dict], fraction: float, max_eval: int, seed: int) -> tuple[list, list]:
+    """Hold out ``min(max_eval, round(fraction·n))`` records (at least one if both allow it)."""
+    n = len(records)
+    n_eval = min(max_eval, int(round(fraction * n)))
+    if fraction > 0 and max_eval > 0 and n > 1:
+        n_eval = max(1, n_eval)
+    perm = np.random.default_rng(seed).permutation(n)
+    held = set(perm[:n_eval].tolist())
+    train = [r for i, r in enumerate(records) if i not in held]
+    evals = [r for i, r in enumerate(records) if i in held]
+    return train, evals
+
+
+def lora_config(s: LoraSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=s.r,
+        lora_alpha=s.alpha,
+        lora_dropout=s.dropout,
+        target_modules=list(s.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dict[str, Any]:
+    """TrainingArguments shared by our SFT/DMPO configs (CPU: no bf16 unless asked, no checkpointing).
+
+    On a machine with CUDA the Trainer uses the GPUs; DeepSpeed is only touched when a config is
+    given, so the CPU path never imports it.
+    """
+    import torch
+
+    eval_strategy = "steps" if has_eval and s.eval_steps > 0 else "no"
+    return dict(
+        output_dir=str(output_dir),
+        seed=s.seed,
+        data_seed=s.seed,
+        max_steps=s.max_steps,
+        learning_rate=s.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=s.warmup_steps,
+        weight_decay=s.weight_decay,
+        per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        max_length=s.max_length,
+        eval_strategy=eval_strategy,
+        eval_steps=s.eval_steps or None,
+        save_strategy="steps",
+        save_steps=s.save_steps,
+        save_total_limit=2,
+        logging_steps=s.logging_steps,
+        logging_first_step=True,
+        report_to=list(s.report_to) or "none",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=s.bf16,
+        deepspeed=s.deepspeed,
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        dataset_num_proc=None,
+    )
+
+
+def last_checkpoint(checkpoint_dir: str | Path | None) -> str | None:
+    """The newest ``checkpoint-<step>`` in ``checkpoint_dir`` (what a re-run resumes from)."""
+    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoint_dir))
+
+
+def _dataset(records: Iterable[dict], name: str):
+    from datasets import Dataset
+
+    rows = [to_prompt_completion(r, f"{name}[{i}] (id={r.get('id', '?')})") for i, r in enumerate(records)]
+    if not rows:
+        raise RecrankerError(f"{name}: no instruction records")
+    return Dataset.from_list(rows)
+
+
+def run_trainer(trainer, ckpt_dir: Path) -> tuple[Any, float, str | None]:
+    """Train (resuming from the last checkpoint in ``ckpt_dir`` if any); return (result, seconds, resumed)."""
+    resume = last_checkpoint(ckpt_dir)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    return result, time.perf_counter() - t0, resume
+
+
+def summarize_log(log_history: list[dict]) -> dict[str, Any]:
+    """Loss curve (step, loss) and final/eval losses from a Trainer's ``state.log_history``."""
+    curve = [{"step": int(h["step"]), "loss": float(h["loss"])} for h in log_history if "loss" in h]
+    evals = [{"step": int(h["step"]), "eval_loss": float(h["eval_loss"])} for h in log_history if "eval_loss" in h]
+    return {
+        "curve": curve,
+        "eval_curve": evals,
+        "final_train_loss": curve[-1]["loss"] if curve else None,
+        "eval_loss": evals[-1]["eval_loss"] if evals else None,
+    }
+
+
+def write_training_log(out_dir: Path, payload: dict) -> None:
+    (out_dir / TRAINING_LOG).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def train_sft(
+    base_dir: str | Path,
+    train_records: Sequence[dict],
+    eval_records: Sequence[dict],
+    out_dir: str | Path,
+    cfg: SFTSettings,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Instruction-tune the model in ``base_dir``; write the adapter (or full model) + tokenizer + log.
+
+    ``out_dir`` receives the peft adapter (LoRA) or the full model (``method="full"``), the
+    tokenizer and ``training_log.json``. Checkpoints go to ``cfg.checkpoint_dir`` and are removed
+    after success; an interrupted run called again with the same settings resumes from there.
+    Returns the summary (losses, steps, seconds, tokens).
+    """
+    import tempfile
+
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from recranker.llm.model import load_model, load_tokenizer
+
+    train_ds = _dataset(train_records, "train")
+    eval_ds = _dataset(eval_records, "eval") if eval_records else None
+    tokenizer = load_tokenizer(str(base_dir))
+    model = load_model(str(base_dir), dtype=torch.float32)
+    model.config.use_cache = False
+
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="recranker-sft-"))
+    args = SFTConfig(
+        **common_args(cfg, ckpt_dir, has_eval=eval_ds is not None),
+        completion_only_loss=True,
+        packing=False,
+        include_num_input_tokens_seen="non_padding",
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg.lora) if cfg.method == "lora" else None,
+        callbacks=list(callbacks),
+    )
+    result, seconds, resumed = run_trainer(trainer, ckpt_dir)
+    eval_metrics = trainer.evaluate() if eval_ds is not None else {}
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    summary = summarize_log(trainer.state.log_history)
+    report = {
+        "method": cfg.method,
+        "steps": int(trainer.state.global_step),
+        "seconds": round(seconds, 3),
+        "train_loss_mean": float(result.training_loss),
+        "final_train_loss": summary["final_train_loss"],
+        "eval_loss": float(eval_metrics["eval_loss"]) if "eval_loss" in eval_metrics else None,
+        "tokens": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
+        "n_train": len(train_ds),
+        "n_eval": len(eval_ds) if eval_ds is not None else 0,
+        "resumed_from": Path(resumed).name if resumed else None,
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+    }
+    write_training_log(out, {**report, "settings": asdict(cfg), "curve": summary["curve"],
+                     "eval_curve": summary["eval_curve"], "log_history": trainer.state.log_history})
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return {**report, "curve": summary["curve"]}

@@ -1,0 +1,106 @@
+"""Interactions indexed per user for prompt building, and the safe title of every item.
+
+What each side may see:
+
+* training instructions: only ``split == "train"`` rows (history, candidates, hints); the
+  user's valid/test items are additionally *excluded* from the never-interacted pool, so they
+  never appear in a training instruction of that user, not even as a negative;
+* test instructions: history from ``train`` + ``valid`` rows; the ``test`` row is the label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recranker.errors import RecrankerError
+
+from .enhance import assign_folds, preference_level
+from .text import clean_text
+
+REQUIRED = ("user_id", "item_id", "rating", "timestamp", "split")
+
+
+class Corpus:
+    """Chronologically sorted interactions with per-user slices, folds and item titles."""
+
+    def __init__(
+        self,
+        interactions: pd.DataFrame,
+        items: pd.DataFrame,
+        *,
+        like: float,
+        dislike: float,
+        n_folds: int,
+        seed: int,
+        max_title_chars: int = 100,
+    ):
+        missing = [c for c in REQUIRED if c not in interactions.columns]
+        if missing:
+            raise RecrankerError(f"interactions: missing column '{missing[0]}'")
+        if "item_id" not in items.columns or "title" not in items.columns:
+            raise RecrankerError("items: needs 'item_id' and 'title' columns")
+        if dislike >= like:
+            raise RecrankerError(
+                f"dislike threshold ({dislike}) must be below the like threshold ({like})"
+            )
+        df = interactions[list(REQUIRED)]
+        order = np.lexsort((df["timestamp"].to_numpy(), df["user_id"].to_numpy()))  # stable
+        df = df.iloc[order].reset_index(drop=True)
+        self.n_items = int(max(items["item_id"].max(), df["item_id"].max())) + 1
+        self.n_users = int(df["user_id"].max()) + 1
+        titles = np.array([f"Item {i}" for i in range(self.n_items)], dtype=object)
+        ids = items["item_id"].to_numpy(np.int64)
+        titles[ids] = [clean_text(t, max_title_chars) for t in items["title"].tolist()]
+        empty = [i for i in range(self.n_items) if not titles[i]]
+        for i in empty:
+            titles[i] = f"Item {i}"
+        self.titles = titles
+
+        split = df["split"].to_numpy()
+        self.train = df.loc[split == "train"].reset_index(drop=True)
+        lv = preference_level(self.train["rating"].to_numpy(), like, dislike)
+        self.train["level"] = lv
+        self.train["fold"] = assign_folds(self.train["user_id"].to_numpy(), lv, n_folds, seed)
+        self.visible = df.loc[split != "test"].reset_index(drop=True)  # test-time history
+        test = df.loc[split == "test"]
+        self.test_item = dict(zip(test["user_id"].tolist(), test["item_id"].tolist()))
+        self._seen = {
+            int(u): frozenset(g.tolist()) for u, g in df.groupby("user_id")["item_id"]
+        }
+        self._train_users = self.train["user_id"].to_numpy()
+        self._visible_users = self.visible["user_id"].to_numpy()
+
+    @staticmethod
+    def _slice(users: np.ndarray, u: int) -> slice:
+        return slice(int(np.searchsorted(users, u, "left")), int(np.searchsorted(users, u, "right")))
+
+    def train_rows(self, u: int) -> pd.DataFrame:
+        """The user's training rows, oldest first (columns incl. level, fold)."""
+        return self.train.iloc[self._slice(self._train_users, u)]
+
+    def visible_rows(self, u: int) -> pd.DataFrame:
+        """The user's train + valid rows, oldest first (test-time history)."""
+        return self.visible.iloc[self._slice(self._visible_users, u)]
+
+    def train_counts(self) -> np.ndarray:
+        """q_u: training interactions per user (index = user id)."""
+        return np.bincount(self._train_users, minlength=self.n_users)
+
+    def seen(self, u: int) -> frozenset:
+        """Every item the user interacted with, in any split."""
+        return self._seen.get(u, frozenset())
+
+    def never(self, u: int, k: int, rng: np.random.Generator, exclude=()) -> list[int]:
+        """``k`` distinct items the user never interacted with (any split), uniformly."""
+        banned = set(self.seen(u)) | set(exclude)
+        k = min(k, self.n_items - len(banned))
+        out: list[int] = []
+        while len(out) < k:
+            for d in rng.integers(self.n_items, size=2 * k + 4).tolist():
+                if d not in banned:
+                    banned.add(d)
+                    out.append(d)
+                    if len(out) == k:
+                        break
+        return out

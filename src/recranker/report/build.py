@@ -1,0 +1,353 @@
+"""Assemble the report (tables shaped like the papers', plots, provenance) from loaded data.
+
+Inputs are what ``dvc exp show --json`` gives (:class:`~recranker.report.expshow.Experiment`),
+plus a few things only the caller can read (package versions, data checksums, the per-token
+explanations). Where metrics live is given by :class:`Locations` (the caller knows the paths).
+A variant whose experiment does not exist (or has not finished) is shown as "not run".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from recranker.experiments import RECIPES, Recipe, Variant, experiment_name, lookup
+
+from .expshow import Experiment, diff, find, flatten, get, status_of
+from .model import NA, NOT_RUN, Plot, Report, Section, Series, Table, fmt, pct
+
+METHODS = [("backbone", "Base"), ("pointwise", "+ pointwise"), ("pairwise", "+ pairwise"),
+           ("listwise", "+ listwise"), ("hybrid", "+ RecRanker (hybrid)")]
+PREF_MODELS = [("base", "Base LLM (untuned)"), ("sft", "SFT only (TALLRec-style)"), ("dmpo", "SFT + DMPO")]
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Metrics file paths as ``str.format`` patterns (keys of ``dvc exp show`` metrics)."""
+
+    evaluate: str  # {dataset} {backbone}
+    backbone: str  # {dataset} {backbone}
+    prepare: str  # {dataset}
+    sft: str
+    dmpo: str
+    pref_eval: str
+    pref_backbone: str  # {dataset}: {backbone_name: {"auc": ...}} (optional)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    experiments: list[Experiment]
+    loc: Locations
+    defaults: dict[str, Any]  # the params schema's defaults (Params().model_dump())
+    versions: dict[str, str]  # package → version
+    checksums: dict[str, dict[str, str]]  # dataset → {what: hash}
+    explanations: list[dict] | None = None  # metrics/pref_explain.json "explanations"
+    paper_scale: bool = False  # show the paper-scale experiments of each recipe instead of the CPU ones
+
+
+def _metric_names(params: Mapping) -> list[str]:
+    ks = get(params, "evaluate.ks") or [3, 5]
+    return [m for k in ks for m in (f"HR@{k}", f"NDCG@{k}")]
+
+
+def _scope(r: Recipe, v: Variant, e: Experiment | None, workspace: Experiment, key: str, paper: bool) -> list[str]:
+    """run.datasets / run.backbones of a variant: its experiment's params, else its overrides, else the workspace."""
+    if e is not None and get(e.params, key):
+        return list(get(e.params, key))
+    try:
+        over = r.overrides(v, paper)
+    except Exception:  # a GPU-only recipe at CPU scale
+        over = {}
+    return list(over.get(key) or get(workspace.params, key) or [])
+
+
+def _cell(e: Experiment | None, path: str, *keys: str, digits: int = 4) -> str:
+    if e is None:
+        return NOT_RUN
+    data = e.metrics.get(path)
+    if data is None:
+        return NOT_RUN
+    value = get(data, ".".join(keys)) if keys else data
+    return fmt(value, digits) if not isinstance(value, dict) else NA
+
+
+def main_table(e: Experiment | None, title: str, datasets: Sequence[str], backbones: Sequence[str],
+               metrics: Sequence[str], loc: Locations) -> Table:
+    """RecRanker Tables III/IV: per backbone, Base and each re-ranking, then the improvement row."""
+    cols = ["Backbone", "Method"] + [f"{ds} {m}" for ds in datasets for m in metrics]
+    rows = []
+    for bb in backbones:
+        for method, label in METHODS:
+            rows.append([bb, label] + [_cell(e, loc.evaluate.format(dataset=ds, backbone=bb), method, m)
+                                       for ds in datasets for m in metrics])
+        imp = []
+        for ds in datasets:
+            data = e.metrics.get(loc.evaluate.format(dataset=ds, backbone=bb)) if e else None
+            for m in metrics:
+                if data is None:
+                    imp.append(NOT_RUN)
+                else:
+                    imp.append(pct(get(data, f"hybrid.improvement_%.{m}")) if "hybrid" in data else NA)
+        rows.append([bb, "Improvement (hybrid vs base)"] + imp)
+    note = "" if e is not None else "experiment not run"
+    return Table(title, cols, rows, note)
+
+
+def _variant_rows(r: Recipe, inp: Inputs, workspace: Experiment, paper: bool):
+    for v in r.variants:
+        name = experiment_name(r.name, v.name, paper)
+        yield v, name, find(inp.experiments, name), status_of(inp.experiments, name)
+
+
+def variant_table(r: Recipe, inp: Inputs, workspace: Experiment, method: str = "hybrid") -> tuple[Table, Plot]:
+    """One row per variant: ``method``'s metrics for every dataset × backbone; plus the sweep plot."""
+    paper = inp.paper_scale
+    rows_src = list(_variant_rows(r, inp, workspace, paper))
+    pairs: list[tuple[str, str]] = []
+    for v, _, e, _ in rows_src:
+        for ds in _scope(r, v, e, workspace, "run.datasets", paper):
+            for bb in _scope(r, v, e, workspace, "run.backbones", paper):
+                if (ds, bb) not in pairs:
+                    pairs.append((ds, bb))
+    metrics = _metric_names(workspace.params)
+    cols = ["Variant", "Experiment", "Status"] + [f"{ds}/{bb} {m}" for ds, bb in pairs for m in metrics]
+    rows, series = [], {}
+    for v, name, e, status in rows_src:
+        cells = [_cell(e, inp.loc.evaluate.format(dataset=ds, backbone=bb), method, m) for ds, bb in pairs for m in metrics]
+        rows.append([v.label, name, status] + cells)
+        if e is None or v.x is None:
+            continue
+        for ds, bb in pairs:
+            data = e.metrics.get(inp.loc.evaluate.format(dataset=ds, backbone=bb)) or {}
+            for m in metrics[-2:]:  # the largest k: HR and NDCG
+                value = get(data, f"{method}.{m}")
+                if isinstance(value, (int, float)):
+                    s = series.setdefault((ds, bb, m), Series(f"{ds}/{bb} {m}", [], []))
+                    s.x.append(float(v.x))
+                    s.y.append(float(value))
+    ticks = {float(v.x): v.label for v in r.variants if v.x is not None} if r.name == "rr-model-scaling" else None
+    plot = Plot(r.name, f"{r.paper}: {method}", r.x_label or "variant", "metric", list(series.values()), ticks)
+    return Table(f"{r.paper} — {method} ({r.name})", cols, rows), plot
+
+
+def _pref_datasets(e: Experiment | None, r: Recipe | None, v: Variant | None, workspace: Experiment, loc, paper) -> list[str]:
+    if e is not None and isinstance(e.metrics.get(loc.pref_eval), dict):
+        return sorted(e.metrics[loc.pref_eval])
+    over: dict = {}
+    if r is not None and v is not None:
+        try:
+            over = r.overrides(v, paper)
+        except Exception:
+            over = {}
+    return list(over.get("llm.pref_eval.datasets") or get(workspace.params, "llm.pref_eval.datasets")
+                or over.get("run.datasets") or get(workspace.params, "run.datasets") or [])
+
+
+def auc_table(e: Experiment | None, title: str, datasets: Sequence[str], loc: Locations) -> Table:
+    """DMPO Table 2: AUC per model (rows) and dataset (columns), backbones on the same pairs."""
+    cols = ["Model"] + [f"{ds} AUC" for ds in datasets]
+    rows = [[label] + [_cell(e, loc.pref_eval, ds, m, "auc") for ds in datasets] for m, label in PREF_MODELS]
+    names: list[str] = []
+    for ds in datasets:
+        data = e.metrics.get(loc.pref_backbone.format(dataset=ds)) if e else None
+        names += [n for n in sorted(data or {}) if n not in names]
+    for n in names:
+        rows.append([f"backbone {n}"] + [_cell(e, loc.pref_backbone.format(dataset=ds), n, "auc") for ds in datasets])
+    imp = []
+    for ds in datasets:
+        sft, dmpo = (get(e.metrics.get(loc.pref_eval), f"{ds}.{m}.auc") if e else None for m in ("sft", "dmpo"))
+        imp.append(NOT_RUN if e is None or loc.pref_eval not in e.metrics else
+                   (pct(100 * (dmpo - sft) / sft) if isinstance(sft, float) and isinstance(dmpo, float) and sft else NA))
+    rows.append(["Improvement (DMPO vs SFT)"] + imp)
+    note = "" if names else "conventional backbones: no metrics/pref_backbone file in this run (not run)"
+    return Table(title, cols, rows, note)
+
+
+def pref_sweep(r: Recipe, inp: Inputs, workspace: Experiment) -> tuple[Table, Plot]:
+    """DMPO Figures 3/4: AUC of SFT and SFT+DMPO per variant; AUC vs x per series."""
+    paper = inp.paper_scale
+    rows_src = list(_variant_rows(r, inp, workspace, paper))
+    datasets: list[str] = []
+    for v, _, e, _ in rows_src:
+        datasets += [d for d in _pref_datasets(e, r, v, workspace, inp.loc, paper) if d not in datasets]
+    cols = ["Variant", "Experiment", "Status"] + [f"{ds} {m} AUC" for ds in datasets for m in ("sft", "dmpo")]
+    rows, series = [], {}
+    for v, name, e, status in rows_src:
+        rows.append([v.label, name, status] + [_cell(e, inp.loc.pref_eval, ds, m, "auc")
+                                               for ds in datasets for m in ("sft", "dmpo")])
+        for ds in datasets:
+            value = get(e.metrics.get(inp.loc.pref_eval), f"{ds}.dmpo.auc") if e else None
+            if isinstance(value, (int, float)) and v.x is not None:
+                label = f"{ds} DMPO" + (f" ({v.series})" if v.series else "")
+                s = series.setdefault(label, Series(label, [], []))
+                s.x.append(float(v.x))
+                s.y.append(float(value))
+    plot = Plot(r.name, f"{r.paper}: preference AUC", r.x_label or "variant", "AUC", list(series.values()))
+    return Table(f"{r.paper} ({r.name})", cols, rows), plot
+
+
+def cross_domain_table(r: Recipe, inp: Inputs, workspace: Experiment) -> Table:
+    paper = inp.paper_scale
+    rows_src = list(_variant_rows(r, inp, workspace, paper))
+    datasets: list[str] = []
+    for v, _, e, _ in rows_src:
+        datasets += [d for d in _pref_datasets(e, r, v, workspace, inp.loc, paper) if d not in datasets]
+    cols = ["Trained on", "Experiment", "Status"] + [f"{ds} {m} AUC" for ds in datasets for m in ("sft", "dmpo")]
+    rows = []
+    for v, name, e, status in rows_src:
+        cells = []
+        for ds in datasets:
+            dom = get(e.metrics.get(inp.loc.pref_eval), f"{ds}.domain") if e else None
+            for m in ("sft", "dmpo"):
+                c = _cell(e, inp.loc.pref_eval, ds, m, "auc")
+                cells.append(f"{c} ({dom})" if dom and c not in (NOT_RUN, NA) else c)
+        rows.append([v.label, name, status] + cells)
+    return Table(f"{r.paper} ({r.name})", cols, rows)
+
+
+def consistency(inp: Inputs) -> tuple[Table, Plot]:
+    """Pairwise position consistency (same answer for both orders of a pair), every finished run."""
+    rows, xs, ys, ticks = [], [], [], {}
+    for e in inp.experiments:
+        if not e.done:
+            continue
+        for path in sorted(e.metrics):
+            data = e.metrics[path]
+            if not isinstance(data, dict) or "pairwise_consistency" not in data:
+                continue
+            where = f"{data.get('dataset', '?')}/{data.get('backbone_model', '?')}"
+            both = get(data, "counts.pairwise_pairs_with_both_orders")
+            rows.append([e.name, where, fmt(data["pairwise_consistency"]), fmt(both)])
+            if isinstance(data["pairwise_consistency"], (int, float)):
+                ticks[float(len(xs))] = f"{e.name}\n{where}"
+                xs.append(float(len(xs)))
+                ys.append(float(data["pairwise_consistency"]))
+    table = Table("Pairwise position consistency", ["Experiment", "Dataset/backbone", "Consistency", "Pairs (both orders)"],
+                  rows, "" if rows else "not run: needs instruct.pairwise_both_orders=true and pairwise ranking "
+                                        "(the rr-ablation recipe sets both)")
+    plot = Plot("position_consistency", "Pairwise position consistency", "", "share of consistent pairs",
+                [Series("consistency", xs, ys)], ticks, kind="bar")
+    return table, plot
+
+
+def explanation_section(explanations: Sequence[dict] | None) -> Section:
+    sec = Section("Case study: per-token probabilities before/after DMPO",
+                  "p(token | prompt, previous tokens) of the positive and the negatives under each model "
+                  "(metrics/pref_explain.json, written by pref-eval).")
+    if not explanations:
+        sec.text += " " + NOT_RUN + "."
+        return sec
+    rows = []
+    for ex in explanations:
+        for c in ex["candidates"]:
+            rows.append([str(ex["index"]), "positive" if c["label"] == 1 else "negative", c["answer"][:60]]
+                        + [fmt(c["mean_logprob"].get(m)) for m in sorted(c["mean_logprob"])])
+    models = sorted(explanations[0]["candidates"][0]["mean_logprob"])
+    sec.tables.append(Table("Mean per-token log-probability", ["Sample", "Label", "Answer"] + models, rows))
+    for ex in explanations:
+        series = []
+        for c in ex["candidates"]:
+            kind = "pos" if c["label"] == 1 else "neg"
+            for m in sorted(c["prob"]):
+                series.append(Series(f"{m} {kind}: {c['answer'][:20]}", [float(i) for i in range(len(c["prob"][m]))],
+                                     [max(float(p), 1e-8) for p in c["prob"][m]], "--o" if m == "sft" else "-x"))
+        pos = next((c for c in ex["candidates"] if c["label"] == 1), ex["candidates"][0])
+        ticks = {float(i): repr(t)[1:-1][:10] for i, t in enumerate(pos["tokens"])}
+        sec.plots.append(Plot(f"explain_{ex['index']}", f"sample {ex['index']}", "token of the positive answer",
+                              "probability", series, ticks, logy=True))
+    return sec
+
+
+def provenance(inp: Inputs, workspace: Experiment) -> Section:
+    sec = Section("How this run was made",
+                  "Parameters that differ from the schema defaults (params.yaml vs stages.params), package "
+                  "versions and data checksums. Experiments list their own differences below.")
+    changed = diff(workspace.params, inp.defaults)
+    sec.tables.append(Table("params.yaml vs defaults", ["Key", "Default", "Workspace"],
+                            [[k, fmt(a), fmt(b)] for k, (a, b) in changed.items()],
+                            "" if changed else "params.yaml equals the defaults"))
+    sec.tables.append(Table("Packages", ["Package", "Version"], [[k, v] for k, v in sorted(inp.versions.items())]))
+    rows = [[ds, what, h] for ds in sorted(inp.checksums) for what, h in sorted(inp.checksums[ds].items())]
+    sec.tables.append(Table("Data", ["Dataset", "What", "Hash"], rows, "" if rows else "no processed data found"))
+    return sec
+
+
+def pipeline_section(inp: Inputs, ws: Experiment) -> Section:
+    sec = Section("Workspace pipeline", "The metrics of the current workspace (the last `dvc repro`).")
+    datasets, backbones = get(ws.params, "run.datasets") or [], get(ws.params, "run.backbones") or []
+    metrics = _metric_names(ws.params)
+    keys = ["users", "items", "ratings", "density"]
+    sec.tables.append(Table("Datasets", ["Dataset"] + keys,
+                            [[ds] + [_cell(ws, inp.loc.prepare.format(dataset=ds), k) for k in keys] for ds in datasets]))
+    bk = [m for k in (3, 5, 10, 20) for m in (f"HR@{k}", f"NDCG@{k}")]
+    sec.tables.append(Table("Backbones (full ranking, test)", ["Dataset", "Backbone"] + bk,
+                            [[ds, bb] + [_cell(ws, inp.loc.backbone.format(dataset=ds, backbone=bb), "test", m) for m in bk]
+                             for ds in datasets for bb in backbones]))
+    sec.tables.append(main_table(ws, "RecRanker (workspace)", datasets, backbones, metrics, inp.loc))
+    llm_rows = []
+    for stage, path, keys_ in (("sft", inp.loc.sft, ("steps", "seconds", "n_train", "final_train_loss", "eval_loss")),
+                               ("dmpo", inp.loc.dmpo, ("steps", "seconds", "n_train", "final_train_loss",
+                                                       "final_reward_accuracy"))):
+        llm_rows.append([stage] + [f"{k} {_cell(ws, path, k)}" for k in keys_])
+    sec.tables.append(Table("LLM training", ["Stage", "", "", "", "", ""], llm_rows))
+    sec.tables.append(auc_table(ws, "Preference AUC (workspace)", _pref_datasets(ws, None, None, ws, inp.loc, False), inp.loc))
+    return sec
+
+
+def experiments_section(inp: Inputs, ws: Experiment) -> Section:
+    rows = []
+    for e in inp.experiments:
+        if e.kind != "experiment":
+            continue
+        hit = lookup(e.name)
+        what = f"{hit[0].paper} / {hit[1].label}" if hit else "(not a recipe)"
+        changed = diff(e.params, ws.params)
+        rows.append([e.name, e.status, what, "; ".join(f"{k}={fmt(b)}" for k, (_, b) in changed.items()) or "none"])
+    return Section("Experiments", "Every experiment `dvc exp show` lists, with its parameters that differ from "
+                   "the workspace.", [Table("Experiments", ["Name", "Status", "Recipe", "Params vs workspace"], rows,
+                                            "" if rows else "no experiments yet (`recranker exp --list`)")])
+
+
+def build(inp: Inputs) -> Report:
+    """The whole report, deterministic for the same inputs."""
+    ws = next((e for e in inp.experiments if e.kind == "workspace"), None)
+    if ws is None:
+        ws = Experiment("workspace", "workspace", "workspace", "done", {}, {})
+    sections = [provenance(inp, ws), pipeline_section(inp, ws), experiments_section(inp, ws)]
+    paper = inp.paper_scale
+    for r in RECIPES:
+        if r.gpu_only and not paper:
+            continue
+        sec = Section(f"{r.paper} — `recranker exp {r.name}{' --paper-scale' if paper else ''}`", r.description)
+        if r.kind == "main":
+            for v, name, e, status in _variant_rows(r, inp, ws, paper):
+                sec.tables.append(main_table(e, f"{r.paper} ({name}: {status})",
+                                             _scope(r, v, e, ws, "run.datasets", paper),
+                                             _scope(r, v, e, ws, "run.backbones", paper),
+                                             _metric_names(e.params if e else ws.params), inp.loc))
+        elif r.kind in ("ablation", "sweep"):
+            table, plot = variant_table(r, inp, ws)
+            sec.tables.append(table)
+            if r.kind == "sweep":
+                sec.plots.append(plot)
+        elif r.kind == "dmpo-auc":
+            for v, name, e, status in _variant_rows(r, inp, ws, paper):
+                sec.tables.append(auc_table(e, f"{r.paper} ({name}: {status})",
+                                            _pref_datasets(e, r, v, ws, inp.loc, paper), inp.loc))
+        elif r.kind == "dmpo-sweep":
+            table, plot = pref_sweep(r, inp, ws)
+            sec.tables.append(table)
+            sec.plots.append(plot)
+        elif r.kind == "cross-domain":
+            sec.tables.append(cross_domain_table(r, inp, ws))
+        sections.append(sec)
+    table, plot = consistency(inp)
+    sections.append(Section("Position consistency", "Does the tuned LLM give the same pairwise answer when "
+                            "the two candidates swap places? (Position shifting in training should raise it.)",
+                            [table], [plot]))
+    sections.append(explanation_section(inp.explanations))
+    return Report("RecRanker / DMPO experiment report", sections)
+
+
+__all__ = ["Inputs", "Locations", "build", "flatten"]

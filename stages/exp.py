@@ -1,0 +1,61 @@
+"""Command `exp`: run one paper table/figure as DVC experiments (`dvc exp run -S ...` per variant).
+
+Not a DVC stage: it drives DVC. The recipes themselves are data in `recranker.experiments`;
+docs/experiments.md lists them with their costs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import typer
+
+
+def _list() -> None:
+    from recranker.experiments import RECIPES
+
+    width = max(len(r.name) for r in RECIPES)
+    for r in RECIPES:
+        tag = " [GPU-only]" if r.gpu_only else ""
+        typer.echo(f"{r.name:{width}s}  {r.paper}{tag}: {len(r.variants)} variant(s) "
+                   f"({', '.join(v.name for v in r.variants)})")
+
+
+def exp(
+    name: str = typer.Argument(None, help="Recipe name (see --list)."),
+    list_: bool = typer.Option(False, "--list", help="List the recipes and exit."),
+    variant: list[str] = typer.Option(None, "--variant", help="Run only these variants (repeatable)."),
+    queue: bool = typer.Option(False, "--queue", help="Queue the experiments (`dvc queue start` runs them)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands without running them."),
+    paper_scale: bool = typer.Option(False, "--paper-scale",
+                                     help="The paper's scale (LLaMA-2-7B, full FT, DeepSpeed, vLLM): GPU only."),
+    temp: bool = typer.Option(True, "--temp/--workspace",
+                              help="Run each variant in a temporary copy (default) or in the workspace."),
+) -> None:
+    """Run every variant of a recipe as a named DVC experiment: `recranker exp rr-ablation`."""
+    from recranker.errors import RecrankerError
+    from recranker.experiments import exp_run_args, recipe, select
+
+    if list_:
+        _list()
+        return
+    if not name:
+        raise RecrankerError("exp: give a recipe name (`recranker exp --list` shows them)")
+    r = recipe(name)
+    variants = select(r, variant)
+    commands = [exp_run_args(r, v, paper_scale=paper_scale, queue=queue, temp=temp) for v in variants]
+    if not temp and not queue and len(commands) > 1 and not dry_run:
+        # `dvc exp run -S` in the workspace edits params.yaml, so the next variant would inherit it
+        raise RecrankerError("exp: --workspace runs one variant at a time (add --variant NAME)")
+    for argv in commands:
+        typer.echo("dvc " + shlex.join(argv))
+        if dry_run:
+            continue
+        done = subprocess.run([sys.executable, "-m", "dvc", *argv], check=False)
+        if done.returncode:
+            raise RecrankerError(f"exp {name}: `dvc {shlex.join(argv[:4])}` failed (exit {done.returncode})")
+    if queue and not dry_run:
+        typer.echo("queued; run them with `dvc queue start -j 1` (one at a time on a small machine), "
+                   "follow with `dvc queue status`, then `dvc exp show` / `recranker report`")

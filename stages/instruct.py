@@ -1,0 +1,107 @@
+"""Stage `instruct`: training instructions for the sampled users, test instructions for every
+test user × backbone.
+
+Reads data/processed/<ds>/{interactions,items}.parquet + stats.json (rating scale),
+data/sampled/<ds>/users.json and models/backbones/<ds>/<bb>/candidates.parquet for each of
+run.backbones. Writes data/instructions/<ds>/{train.jsonl, test/<bb>.jsonl} (one atomic
+directory) and metrics/instruct/<ds>.json. With instruct.enhance, the rating MF
+(recranker.backbones.rating_mf) gives cross-fitted training hints and train-only test hints.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from stages import paths
+from stages.common import params
+
+
+def _read(path, what: str, hint: str):
+    from recranker.errors import RecrankerError
+
+    try:
+        if str(path).endswith(".parquet"):
+            import pandas as pd
+
+            return pd.read_parquet(path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecrankerError(f"{path}: not found (run `{hint}`)") from None
+    except json.JSONDecodeError as exc:
+        raise RecrankerError(f"{path}:{exc.lineno}: invalid JSON ({what})") from None
+
+
+def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
+    """Build the instruction files of DATASET → data/instructions/<dataset>/."""
+    import functools
+
+    import pandas as pd
+
+    from recranker import prompts, sampling
+    from recranker.io import atomic_path, write_json, write_jsonl
+    from recranker.tracking import start_run
+
+    p = params()
+    dp = p.dataset(dataset)
+    ip = p.instruct
+    proc = paths.processed(dataset)
+    prep = f"recranker prepare --dataset {dataset}"
+    inter = _read(proc / "interactions.parquet", "interactions", prep)
+    items = _read(proc / "items.parquet", "items", prep)
+    stats = _read(proc / "stats.json", "stats", prep)
+    users = _read(paths.sampled(dataset) / "users.json", "users", f"recranker sample --dataset {dataset}")
+    multiset = sampling.multiset_from_json(users)
+    cands = {
+        bb: _read(paths.backbone(dataset, bb) / "candidates.parquet", "candidates",
+                  f"recranker backbone --dataset {dataset} --model {bb}")
+        for bb in p.run.backbones
+    }  # fmt: skip
+
+    cfg = prompts.InstructConfig(
+        dataset=dataset, domain=prompts.domain_for_format(dp.format),
+        scale=prompts.RatingScale.from_stats(stats), like_threshold=dp.like_threshold,
+        dislike_threshold=dp.dislike_threshold, tasks=tuple(ip.tasks), per_occurrence=ip.per_occurrence,
+        history_len=ip.history_len, listwise_size=ip.listwise_size, listwise_liked=ip.listwise_liked,
+        listwise_disliked=ip.listwise_disliked, shuffle_candidates=ip.shuffle_candidates,
+        shuffle_history=ip.shuffle_history, enhance=ip.enhance, n_folds=ip.n_folds,
+        max_title_chars=ip.max_title_chars, n_test_permutations=ip.n_test_permutations,
+        pairwise_test_pairs=ip.pairwise_test_pairs, pairwise_both_orders=ip.pairwise_both_orders,
+        test_rank_hint=ip.test_rank_hint,
+    )  # fmt: skip
+    corpus = prompts.make_corpus(inter, items, cfg, p.seed)
+    fit_predict = None
+    if ip.enhance:
+        import torch
+
+        from recranker.backbones.rating_mf import fit_predict_ratings
+
+        torch.set_num_threads(ip.threads)
+
+        fit_predict = functools.partial(
+            fit_predict_ratings, n_users=corpus.n_users, n_items=corpus.n_items,
+            seed=p.seed, **ip.rating_mf.model_dump(),
+        )  # fmt: skip
+        test_c = {bb: c.loc[c["split"] == "test"].reset_index(drop=True) for bb, c in cands.items()}
+        union = pd.concat(test_c.values())[["user_id", "item_id"]].drop_duplicates(ignore_index=True)
+        union["rating_pred"] = prompts.train_only_predict(inter, union, fit_predict)
+        cands = {bb: c.merge(union, on=["user_id", "item_id"], how="left") for bb, c in test_c.items()}
+
+    config = {"dataset": dataset, "seed": p.seed, **ip.model_dump()}
+    metrics: dict = {"test": {}}
+    with start_run(f"instruct:{dataset}", config) as run:
+        train_rows, metrics["train"] = prompts.build_training(corpus, multiset, cfg, p.seed, fit_predict)
+        with atomic_path(paths.instructions(dataset), is_dir=True) as tmp:
+            write_jsonl(tmp / "train.jsonl", train_rows)
+            for bb, c in cands.items():
+                rows = list(prompts.build_test(corpus, c, bb, cfg, p.seed))
+                write_jsonl(tmp / "test" / f"{bb}.jsonl", rows)
+                metrics["test"][bb] = prompts.test_stats(rows)
+        write_json(paths.metrics("instruct") / f"{dataset}.json", metrics)
+        run.summary({"train_rows": metrics["train"]["rows"],
+                     **{f"test_rows/{bb}": m["rows"] for bb, m in metrics["test"].items()}})
+    per_task = ", ".join(f"{t} {n}" for t, n in metrics["train"]["per_task"].items())
+    tests = ", ".join(f"{bb} {m['rows']}" for bb, m in metrics["test"].items())
+    typer.echo(f"instruct {dataset}: train {metrics['train']['rows']} ({per_task}); test {tests}"
+               f" → {paths.instructions(dataset)}")

@@ -1,0 +1,145 @@
+"""Stage `report`: reports/README.md + reports/report.html + reports/plots/*.png from every experiment.
+
+Reads `dvc exp show --json` (workspace, baseline and experiments; or a saved copy with
+--exp-show), metrics/pref_explain.json, data/processed/*/stats.json and dvc.lock; the library
+(`recranker.report`) builds the tables and plots. Missing experiments appear as "not run".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from stages import paths
+
+REPORTS = Path("reports")
+PACKAGES = ("recranker", "torch", "transformers", "peft", "trl", "accelerate", "dvc", "wandb", "numpy", "pandas",
+            "scikit-learn", "matplotlib")
+
+
+def locations():
+    from recranker.report import Locations
+
+    m = paths.METRICS.as_posix()
+    ev = paths.metrics("evaluate").as_posix()
+    return Locations(
+        evaluate=ev + "/{dataset}/{backbone}.json",
+        backbone=paths.metrics("backbone").as_posix() + "/{dataset}/{backbone}.json",
+        prepare=paths.metrics("prepare").as_posix() + "/{dataset}.json",
+        sft=f"{m}/sft.json", dmpo=f"{m}/dmpo.json", pref_eval=f"{m}/pref_eval.json",
+        pref_backbone=paths.metrics("pref_backbone").as_posix() + "/{dataset}.json",
+    )
+
+
+def exp_show(saved: Path | None) -> list:
+    """`dvc exp show --json` (all experiments of HEAD), or a saved copy; a workspace-only stand-in
+    when this is not a DVC/git repository with a commit (then only the workspace is reported)."""
+    from recranker.errors import RecrankerError
+
+    if saved is not None:
+        try:
+            return json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecrankerError(f"{saved}: cannot read a `dvc exp show --json` output ({exc})") from None
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if done.returncode == 0 and done.stdout.strip().startswith("["):
+        return json.loads(done.stdout)
+    typer.echo(f"report: `dvc exp show` failed ({done.stderr.strip().splitlines()[-1:] or ['?']}); "
+               "reporting the workspace files only", err=True)
+    return [_workspace_only()]
+
+
+def _workspace_only() -> dict:
+    import yaml
+
+    from stages.common import PARAMS_FILE
+
+    params = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) if Path(PARAMS_FILE).is_file() else {}
+    metrics = {}
+    for f in sorted(paths.METRICS.rglob("*.json")):
+        try:
+            metrics[f.as_posix()] = {"data": json.loads(f.read_text(encoding="utf-8"))}
+        except (OSError, json.JSONDecodeError):
+            continue
+    return {"rev": "workspace", "name": None, "data": {"params": {PARAMS_FILE: {"data": params}}, "metrics": metrics},
+            "experiments": None}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def checksums(datasets) -> dict[str, dict[str, str]]:
+    """sha256 of each dataset's stats.json and the dvc.lock hash of its processed folder."""
+    import yaml
+
+    lock = {}
+    if Path("dvc.lock").is_file():
+        for stage in (yaml.safe_load(Path("dvc.lock").read_text(encoding="utf-8")) or {}).get("stages", {}).values():
+            for out in stage.get("outs", []):
+                lock[out.get("path")] = out.get("md5") or out.get("hash") or ""
+    result = {}
+    for ds in datasets:
+        entry = {}
+        stats = paths.processed(ds) / "stats.json"
+        if stats.is_file():
+            entry["stats.json sha256"] = hashlib.sha256(stats.read_bytes()).hexdigest()[:16]
+        key = paths.processed(ds).as_posix()
+        if lock.get(key):
+            entry[f"dvc.lock {key}"] = lock[key]
+        if entry:
+            result[ds] = entry
+    return result
+
+
+def defaults_for(params: dict) -> dict:
+    """The schema's defaults, with each configured dataset's defaults for its format."""
+    from stages.params import Params
+    from stages.params.data import DatasetParams
+
+    d = Params().model_dump()
+    d["datasets"] = {name: DatasetParams(format=sec["format"]).model_dump()
+                     for name, sec in sorted((params.get("datasets") or {}).items())
+                     if isinstance(sec, dict) and "format" in sec}
+    return d
+
+
+def report(
+    exp_show_file: Path = typer.Option(None, "--exp-show", help="Read a saved `dvc exp show --json` output."),
+    out: Path = typer.Option(REPORTS, "--out", help="Output folder."),
+    paper_scale: bool = typer.Option(False, "--paper-scale", help="Show the recipes' paper-scale experiments."),
+) -> None:
+    """Write reports/: README.md (Markdown), report.html (self-contained) and plots/*.png."""
+    from recranker.io import atomic_path
+    from recranker.report import Inputs, build, parse_exp_show, render_plots, to_html, to_markdown
+
+    experiments = parse_exp_show(exp_show(exp_show_file))
+    ws = next((e for e in experiments if e.kind == "workspace"), None)
+    params = ws.params if ws else {}
+    explain = paths.METRICS / "pref_explain.json"
+    explanations = json.loads(explain.read_text(encoding="utf-8")).get("explanations") if explain.is_file() else None
+    inp = Inputs(experiments, locations(), defaults_for(params), versions(),
+                 checksums((params.get("run") or {}).get("datasets") or []), explanations, paper_scale)
+    rep = build(inp)
+    images = render_plots(rep)
+    with atomic_path(out, is_dir=True) as tmp:
+        (tmp / "plots").mkdir()
+        for name, png in sorted(images.items()):
+            (tmp / "plots" / f"{name}.png").write_bytes(png)
+        (tmp / "README.md").write_text(to_markdown(rep), encoding="utf-8")
+        (tmp / "report.html").write_text(to_html(rep, images), encoding="utf-8")
+    n = sum(e.kind == "experiment" for e in experiments)
+    typer.echo(f"report: {n} experiment(s), {len(images)} plot(s) → {out}/README.md, {out}/report.html")

@@ -1,0 +1,65 @@
+"""Stage `sample`: draw the users whose data becomes instruction-tuning instructions.
+
+Reads data/processed/<ds>/interactions.parquet (q_u = training interactions per user) and, in
+adaptive mode, models/backbones/<ds>/<bb>/user_emb.npy (bb = sampling.embeddings_backbone or the
+first of run.backbones). Writes data/sampled/<ds>/users.json and metrics/sample/<ds>.json.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from stages import paths
+from stages.common import params
+
+
+def sample(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
+    """Adaptive (or uniform) user sampling for DATASET → data/sampled/<dataset>/users.json."""
+    import numpy as np
+    import pandas as pd
+
+    from recranker import sampling
+    from recranker.errors import RecrankerError
+    from recranker.io import write_json
+    from recranker.tracking import start_run
+
+    p = params()
+    p.dataset(dataset)
+    sp = p.sampling
+    src = paths.processed(dataset) / "interactions.parquet"
+    try:
+        df = pd.read_parquet(src, columns=["user_id", "split"])
+    except FileNotFoundError:
+        raise RecrankerError(f"{src}: not found (run `recranker prepare --dataset {dataset}`)") from None
+    n_users = int(df["user_id"].max()) + 1
+    q = np.bincount(df.loc[df["split"] == "train", "user_id"].to_numpy(), minlength=n_users)
+
+    emb = None
+    bb = sp.embeddings_backbone or p.run.backbones[0]
+    if sp.mode == "adaptive":
+        emb_path = paths.backbone(dataset, bb) / "user_emb.npy"
+        try:
+            emb = np.load(emb_path, allow_pickle=False)
+        except FileNotFoundError:
+            raise RecrankerError(
+                f"{emb_path}: not found (run `recranker backbone --dataset {dataset} --model {bb}`)"
+            ) from None
+    cfg = sampling.SamplingConfig(
+        mode=sp.mode, n_users=sp.n_users, n_importance=sp.n_importance or sp.n_users,
+        n_cluster=sp.n_cluster or sp.n_users, n_clusters=sp.n_clusters, penalty=sp.penalty,
+        kmeans_n_init=sp.kmeans_n_init,
+    )
+    config = {"dataset": dataset, "seed": p.seed, "embeddings_backbone": bb, **sp.model_dump()}
+    with start_run(f"sample:{dataset}", config) as run:
+        result = sampling.sample_users(q, emb, cfg, seed=p.seed)
+        out = sampling.users_json(result, q, cfg)
+        out["config"] = config
+        write_json(paths.sampled(dataset) / "users.json", out)
+        write_json(paths.metrics("sample") / f"{dataset}.json", out["metrics"])
+        run.summary(out["metrics"])
+    m = out["metrics"]
+    typer.echo(
+        f"sample {dataset} ({sp.mode}): {m['instances']} instances, {m['distinct_users']} distinct "
+        f"users, Gini {m['gini_multiplicity']:.3f}, long-tail share {m['long_tail_share_instances']:.3f}"
+        f" → {paths.sampled(dataset) / 'users.json'}"
+    )

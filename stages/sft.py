@@ -1,0 +1,94 @@
+"""Stage `sft`: instruction-tune the base model on every configured dataset's train.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from stages import paths
+from stages.common import params
+
+CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "sft"  # outside the atomically replaced output
+
+
+def read_records(path: Path) -> list[dict]:
+    """JSONL → records; a malformed line fails naming file:line."""
+    from recranker.errors import DataFormatError, RecrankerError
+    from recranker.llm.sft import to_prompt_completion
+
+    if not path.is_file():
+        raise RecrankerError(f"{path}: not found (run the `instruct` stage first)")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, n, f"invalid JSON ({exc.msg})") from None
+            to_prompt_completion(row, f"{path}:{n}")  # validate early, with the location
+            rows.append(row)
+    return rows
+
+
+def settings_from_params(p, checkpoint_dir: Path):
+    from recranker.llm.sft import LoraSettings, SFTSettings
+
+    s = p.llm.sft
+    return SFTSettings(
+        seed=p.seed,
+        method=s.method,
+        lora=LoraSettings(r=s.lora.r, alpha=s.lora.alpha, dropout=s.lora.dropout,
+                          target_modules=tuple(s.lora.target_modules)),
+        max_steps=s.max_steps,
+        lr=s.lr,
+        warmup_steps=s.warmup_steps,
+        batch_size=s.batch_size,
+        grad_accum=s.grad_accum,
+        max_length=s.max_length,
+        eval_steps=s.eval_steps,
+        save_steps=s.save_steps,
+        logging_steps=s.logging_steps,
+        weight_decay=s.weight_decay,
+        bf16=s.bf16,
+        checkpoint_dir=str(checkpoint_dir),
+        deepspeed=p.llm.deepspeed,
+    )
+
+
+def write_curve_csv(path: Path, curve: list[dict]) -> None:
+    from recranker.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
+
+
+def sft() -> None:
+    """Train models/llm/sft/ (adapter + tokenizer + log); metrics/sft.json; metrics/sft_loss.csv."""
+    import datasets
+
+    from recranker.io import atomic_path, write_json
+    from recranker.llm.sft import split_eval, train_sft
+    from recranker.tracking import start_run
+
+    datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
+    p = params()
+    records: list[dict] = []
+    for ds in p.run.datasets:
+        records += read_records(paths.instructions(ds) / "train.jsonl")
+    train, evals = split_eval(records, p.llm.sft.eval_fraction, p.llm.sft.max_eval, p.seed)
+    cfg = settings_from_params(p, CHECKPOINTS)
+    with start_run("sft", p.llm.sft.model_dump()) as run, atomic_path(paths.llm("sft"), is_dir=True) as tmp:
+        report = train_sft(paths.base_model(), train, evals, tmp, cfg)
+        for point in report["curve"]:
+            run.log({"train/loss": point["loss"]}, step=point["step"])
+        metrics = {k: report[k] for k in ("final_train_loss", "eval_loss", "steps", "seconds", "tokens",
+                                          "n_train", "n_eval", "train_loss_mean")}
+        run.summary(metrics)
+    write_json(paths.METRICS / "sft.json", metrics)
+    write_curve_csv(paths.METRICS / "sft_loss.csv", report["curve"])
+    typer.echo(f"sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+               f"train loss {metrics['final_train_loss']:.3f}, eval loss {metrics['eval_loss']}")

@@ -1,0 +1,127 @@
+"""SFT: record conversion, held-out split, training on the tiny model, resume after interruption."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recranker.errors import RecrankerError
+from recranker.llm.model import make_tiny_base
+from recranker.llm.sft import SFTSettings, split_eval, to_prompt_completion, train_sft
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    d = tmp_path_factory.getbasetemp() / "llm-tiny-base"
+    if not (d / "config.json").exists():
+        make_tiny_base(d, seed=0)
+    return d
+
+
+def records(n: int) -> list[dict]:
+    return [
+        {
+            "id": f"r{i}",
+            "task": "pointwise",
+            "messages": [{"role": "system", "content": "You rate movies."},
+                         {"role": "user", "content": f"The user watched film {i}. Rate film {i + 1} (1-5)."}],
+            "completion": str(1 + i % 5),
+        }
+        for i in range(n)
+    ]
+
+
+def test_to_prompt_completion_shapes_trl_conversational_data():
+    ex = to_prompt_completion(records(1)[0])
+    assert ex["prompt"][-1]["role"] == "user"
+    assert ex["completion"] == [{"role": "assistant", "content": "1"}]
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ({"messages": [], "completion": "1"}, "messages"),
+        ({"messages": [{"role": "user"}], "completion": "1"}, "role' and 'content"),
+        ({"messages": [{"role": "assistant", "content": "x"}], "completion": "1"}, "assistant turn"),
+        ({"messages": [{"role": "user", "content": "x"}], "completion": ""}, "completion"),
+    ],
+)
+def test_bad_records_name_their_location(bad, msg):
+    with pytest.raises(RecrankerError, match=msg) as err:
+        to_prompt_completion(bad, "train.jsonl:7")
+    assert str(err.value).startswith("train.jsonl:7:")
+
+
+def test_split_eval_is_seeded_and_disjoint():
+    recs = records(40)
+    a = split_eval(recs, 0.1, 3, seed=1)
+    b = split_eval(recs, 0.1, 3, seed=1)
+    assert a == b and len(a[1]) == 3 and len(a[0]) == 37
+    assert not {r["id"] for r in a[0]} & {r["id"] for r in a[1]}
+    assert split_eval(recs, 0.0, 3, seed=1)[1] == []
+
+
+def settings(ckpt: Path, **kw) -> SFTSettings:
+    base = dict(seed=3, max_steps=4, save_steps=2, batch_size=2, max_length=128, lr=5e-3, warmup_steps=1,
+                checkpoint_dir=str(ckpt))
+    return SFTSettings(**{**base, **kw})
+
+
+def adapter(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path / "adapter_model.safetensors")
+
+
+def test_sft_lora_trains_completion_only_and_cleans_checkpoints(tiny_base, tmp_path):
+    out = tmp_path / "sft"
+    report = train_sft(tiny_base, records(10), records(2), out, settings(tmp_path / "ckpt"))
+    assert report["steps"] == 4 and len(report["curve"]) == 4
+    assert report["eval_loss"] is not None and report["n_eval"] == 2
+    assert (out / "adapter_config.json").exists() and (out / "training_log.json").exists()
+    assert (out / "tokenizer_config.json").exists()
+    assert not (tmp_path / "ckpt").exists()  # removed on success
+    # LoRA: only the adapter is trainable (r=8 on q,k,v,o of 2 layers of width 64)
+    assert report["trainable_parameters"] == 2 * 4 * (8 * 64 + 64 * 8)
+    w = adapter(out)
+    assert any(v.abs().sum() > 0 for k, v in w.items() if "lora_B" in k)  # B starts at 0: it moved
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_sft_resumes_to_the_same_adapter(tiny_base, tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise Interrupt
+
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        train_sft(tiny_base, records(10), [], tmp_path / "a", settings(ckpt), callbacks=[StopAfterSave()])
+    assert (ckpt / "checkpoint-2").is_dir() and not (tmp_path / "a").exists()
+    resumed = train_sft(tiny_base, records(10), [], tmp_path / "a", settings(ckpt))
+    assert resumed["resumed_from"] == "checkpoint-2" and resumed["steps"] == 4
+    straight = train_sft(tiny_base, records(10), [], tmp_path / "b", settings(tmp_path / "ckpt2"))
+    assert straight["resumed_from"] is None
+    wa, wb = adapter(tmp_path / "a"), adapter(tmp_path / "b")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
+
+
+def test_full_fine_tuning_writes_a_full_model(tiny_base, tmp_path):
+    report = train_sft(tiny_base, records(4), [], tmp_path / "full", settings(tmp_path / "c", method="full",
+                                                                                max_steps=2, lr=1e-4))
+    assert (tmp_path / "full" / "config.json").exists() and not (tmp_path / "full" / "adapter_config.json").exists()
+    assert report["trainable_parameters"] > 3_000_000

