@@ -10,7 +10,7 @@ speed-up, tokens/s, peak RSS, the CPU's measured 2048² matmul peak and the frac
 reached, and how far bf16 scores move from fp32 ones. Writes benchmarks/results/rank_throughput.json.
 
     python benchmarks/rank_throughput.py [--instructions data/instructions/ml-100k/test/mf.jsonl]
-        [--base models/base] [--users 20] [--naive 20] [--threads 2]
+        [--base models/base] [--users 10] [--naive 20] [--threads 2]
 
 Without the instructions file, ML-100K test instructions are built on the fly from
 $RECRANKER_DATA (or ../shared/data) with most-popular candidates (the instruction builder
@@ -83,7 +83,8 @@ def load_instructions(path: Path | None, n_users: int):
 
 def load_model(base: Path | None, dtype: str):
     from recranker.llm.backends.hf import half_body_fp32_head
-    from recranker.llm.model import OFFLINE_DEFAULT, load_model as load, load_tokenizer
+    from recranker.llm.model import OFFLINE_DEFAULT, load_tokenizer
+    from recranker.llm.model import load_model as load
 
     src = str(base) if base is not None and base.is_dir() else OFFLINE_DEFAULT
     import torch
@@ -120,10 +121,8 @@ def run_ours(model, tok, instructions, batch_size: int) -> dict:
     from recranker.ranking import run_tasks
 
     out = {}
-    for task in ("pointwise", "pairwise", "joint"):
-        todo = {t: [i for i in instructions if i.task == t] for t in ("pointwise", "pairwise")}
-        if task != "joint":
-            todo = {task: todo[task]}
+    for task in ("pointwise", "pairwise"):
+        todo = {task: [i for i in instructions if i.task == task]}
         backend = HFBackend(model, tok, batch_size=batch_size)
         backend.encode_many([p for v in todo.values() for p in _prompts(v)])  # tokenizing is not scoring
         t = time.perf_counter()
@@ -135,7 +134,13 @@ def run_ours(model, tok, instructions, batch_size: int) -> dict:
                      "prompt_tokens": st.prompt_tokens, "computed_tokens": st.computed_tokens,
                      "prompt_tokens_per_s": st.prompt_tokens / secs,
                      "computed_tokens_per_s": st.computed_tokens / secs,
-                     "scores": {t: [r["scores"][0] for r in rows] for t, (rows, _) in res.items()}}
+                     "scores": [r["scores"][0] for r in res[task][0]]}
+        print(f"  ours {task}: {n} prompts in {secs:.1f}s", file=sys.stderr, flush=True)
+    joint = {k: out["pointwise"][k] + out["pairwise"][k]
+             for k in ("prompts", "seconds", "prompt_tokens", "computed_tokens")}
+    joint["computed_tokens_per_s"] = joint["computed_tokens"] / joint["seconds"]
+    joint["prompt_tokens_per_s"] = joint["prompt_tokens"] / joint["seconds"]
+    out["both"] = joint
     return out
 
 
@@ -167,7 +172,7 @@ def run_naive(model, tok, instructions, n: int, max_new_tokens: int = 4) -> dict
                 if task == "pointwise":
                     parsed += re.search(r"[1-5]", text) is not None
                 else:
-                    parsed += re.match(r"\s*(yes|no)\b", text, re.I) is not None
+                    parsed += re.match(r"\s*(yes|no)\b", text, re.IGNORECASE) is not None
         secs = time.perf_counter() - t
         out[task] = {"prompts": len(todo), "seconds": secs, "cands_per_s": len(todo) / secs,
                      "prompt_tokens_per_s": tokens / secs, "parsed_answers": parsed,
@@ -201,7 +206,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--instructions", type=Path, default=ROOT / "data/instructions/ml-100k/test/mf.jsonl")
     ap.add_argument("--base", type=Path, default=ROOT / "models/base")
-    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--naive", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -221,16 +226,16 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         model, tok, src = load_model(args.base, dtype)
         r = run_ours(model, tok, instructions, args.batch_size)
-        scores[dtype] = r["joint"].pop("scores")
-        for t in ("pointwise", "pairwise"):
-            r[t].pop("scores")
-        flops = 2 * body_params(model) * r["joint"]["computed_tokens"]
-        r["joint"]["gflops"] = flops / r["joint"]["seconds"] / 1e9
+        scores[dtype] = {t: r[t].pop("scores") for t in ("pointwise", "pairwise")}
+        flops = 2 * body_params(model) * r["both"]["computed_tokens"]
+        r["both"]["gflops"] = flops / r["both"]["seconds"] / 1e9
         peak = peak32 if dtype == "float32" else peak16
-        r["joint"]["fraction_of_matmul_peak"] = r["joint"]["gflops"] / peak
+        r["both"]["fraction_of_matmul_peak"] = r["both"]["gflops"] / peak
         ours[dtype] = r
         if dtype == "float32":
             naive = run_naive(model, tok, instructions, args.naive)
+            print(f"  naive: {naive['pointwise']['seconds'] + naive['pairwise']['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
         del model
     result.update(model=src, ours=ours, naive=naive, bf16_vs_fp32=bf16_vs_fp32(instructions, *scores.values()))
     best = "bfloat16" if ours["bfloat16"]["pointwise"]["cands_per_s"] > ours["float32"]["pointwise"]["cands_per_s"] else "float32"
@@ -247,10 +252,9 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
     print(f"{'':22s}{'pointwise c/s':>15s}{'pairwise c/s':>15s}{'tok/s (computed)':>18s}")
-    for dtype in ours:
-        o = ours[dtype]
+    for dtype, o in ours.items():
         print(f"ours {dtype:17s}{o['pointwise']['cands_per_s']:15.2f}{o['pairwise']['cands_per_s']:15.2f}"
-              f"{o['joint']['computed_tokens_per_s']:18.0f}")
+              f"{o['both']['computed_tokens_per_s']:18.0f}")
     print(f"{'naive float32':22s}{naive['pointwise']['cands_per_s']:15.2f}{naive['pairwise']['cands_per_s']:15.2f}")
     print(f"speedup (fp32) {result['speedup']:.1f}x pointwise, {result['speedup_pairwise']:.1f}x pairwise; "
           f"bf16 {result['speedup_bf16']:.1f}x; matmul peak {peak32:.0f}/{peak16:.0f} GFLOP/s fp32/bf16; "

@@ -20,6 +20,8 @@ _STAGE_TABLE = [
     ("dmpo", "stages.dmpo", "dmpo"),
     ("pref-eval", "stages.pref_eval", "pref_eval"),
     ("serve", "stages.serve", "serve"),
+    ("report", "stages.report", "report"),
+    ("exp", "stages.exp", "exp"),
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +17,13 @@ TEST_FILE = "pref_test.jsonl"
 
 def read_preferences(path: Path, k: int) -> list[dict]:
     """Preference JSONL → records, validated with file:line (k = negatives needed per record)."""
-    from recranker.errors import DataFormatError, RecrankerError
+    from recranker.io import read_jsonl
     from recranker.llm.dmpo import to_preference
 
-    if not path.is_file():
-        raise RecrankerError(f"{path}: not found (the `preferences` stage writes it)")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, n, f"invalid JSON ({exc.msg})") from None
-            to_preference(row, k, f"{path}:{n}")
-            rows.append(row)
+    for row, where in read_jsonl(path, missing="the `preferences` stage writes it"):
+        to_preference(row, k, where)
+        rows.append(row)
     return rows
 
 

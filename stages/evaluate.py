@@ -2,8 +2,8 @@
 
 Reads models/backbones/<ds>/<bb>/candidates.parquet (split=test), data/processed/<ds>/
 interactions.parquet (split=test: the ground truth of EVERY test user) and
-data/predictions/<ds>/<bb>/<task>.jsonl; writes metrics/<ds>/<bb>.json (DVC metrics) and
-metrics/<ds>/<bb>_plot.json (one row per method, for `dvc plots`).
+data/predictions/<ds>/<bb>/<task>.jsonl; writes metrics/evaluate/<ds>/<bb>.json (DVC metrics)
+and metrics/evaluate/<ds>/<bb>_plot.json (one row per method, for `dvc plots`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def load_inputs(dataset: str, backbone: str):
                       f"`recranker backbone --dataset {dataset} --model {backbone}`")
     missing = {"user_id", "split", "rank", "item_id"} - set(c.columns)
     if missing:
-        raise RecrankerError(f"candidates.parquet: missing column '{sorted(missing)[0]}'")
+        raise RecrankerError(f"candidates.parquet: missing column '{min(missing)}'")
     c = c[c["split"] == "test"].sort_values(["user_id", "rank"], kind="stable")
     cands = {int(u): g["item_id"].astype(int).tolist() for u, g in c.groupby("user_id", sort=True)}
     inter = _read_parquet(paths.processed(dataset) / "interactions.parquet",
@@ -55,7 +55,7 @@ def load_predictions(dataset: str, backbone: str, tasks) -> dict[str, list[dict]
         if not path.is_file():
             raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
                                  f"--backbone {backbone}` with rank.tasks including {task})")
-        out[task] = list(read_jsonl(path))
+        out[task] = [row for row, _ in read_jsonl(path)]
     return out
 
 
@@ -63,7 +63,7 @@ def evaluate(
     dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets)."),
     backbone: str = typer.Option(..., help="Backbone whose candidates were re-ranked."),
 ) -> None:
-    """Write metrics/<dataset>/<backbone>.json: base vs pointwise/pairwise/listwise/hybrid."""
+    """Write metrics/evaluate/<dataset>/<backbone>.json: base vs pointwise/pairwise/listwise/hybrid."""
     from recranker.io import write_json
     from recranker.ranking import HybridWeights, evaluate_rankings
     from recranker.tracking import start_run
@@ -76,7 +76,7 @@ def evaluate(
     preds = load_predictions(dataset, backbone, p.rank.tasks)
     report, rankings = evaluate_rankings(cands, targets, preds, w=w, ks=p.evaluate.ks)
     report["dataset"], report["backbone_model"] = dataset, backbone
-    out = paths.METRICS / dataset
+    out = paths.metrics("evaluate") / dataset
     write_json(out / f"{backbone}.json", report)
     methods = [m for m in ("backbone", "pointwise", "pairwise", "listwise", "hybrid") if m in report]
     plot = [{"method": m, **{k: v for k, v in report[m].items() if isinstance(v, float)}} for m in methods]

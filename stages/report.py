@@ -46,7 +46,8 @@ def exp_show(saved: Path | None) -> list:
             return json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise RecrankerError(f"{saved}: cannot read a `dvc exp show --json` output ({exc})") from None
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                          check=False)
     if done.returncode == 0 and done.stdout.strip().startswith("["):
         return json.loads(done.stdout)
     typer.echo(f"report: `dvc exp show` failed ({done.stderr.strip().splitlines()[-1:] or ['?']}); "
@@ -117,6 +118,18 @@ def defaults_for(params: dict) -> dict:
     return d
 
 
+def effective(params: dict) -> dict | None:
+    """params.yaml validated (defaults filled in), or None when it does not validate."""
+    from pydantic import ValidationError
+
+    from stages.params import Params
+
+    try:
+        return Params.model_validate(params).model_dump()
+    except ValidationError:
+        return None
+
+
 def report(
     exp_show_file: Path = typer.Option(None, "--exp-show", help="Read a saved `dvc exp show --json` output."),
     out: Path = typer.Option(REPORTS, "--out", help="Output folder."),
@@ -132,7 +145,8 @@ def report(
     explain = paths.METRICS / "pref_explain.json"
     explanations = json.loads(explain.read_text(encoding="utf-8")).get("explanations") if explain.is_file() else None
     inp = Inputs(experiments, locations(), defaults_for(params), versions(),
-                 checksums((params.get("run") or {}).get("datasets") or []), explanations, paper_scale)
+                 checksums((params.get("run") or {}).get("datasets") or []), explanations, paper_scale,
+                 effective(params))
     rep = build(inp)
     images = render_plots(rep)
     with atomic_path(out, is_dir=True) as tmp:

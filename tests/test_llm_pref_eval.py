@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recranker.llm.model import load_model, load_tokenizer, make_tiny_base
+from recranker.llm.model import load_model, load_tokenizer
 from recranker.llm.preference_eval import (
     encode_answer,
     explain,
@@ -23,14 +23,6 @@ from recranker.llm.preference_eval import (
     preference_metrics,
     score_records,
 )
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    d = tmp_path_factory.getbasetemp() / "llm-tiny-base"
-    if not (d / "config.json").exists():
-        make_tiny_base(d, seed=0)
-    return d
 
 
 def prefs(n: int) -> list[dict]:

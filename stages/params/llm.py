@@ -56,7 +56,7 @@ class DMPOParams(Strict):
     warmup_steps: int = Field(2, ge=0)
     batch_size: int = Field(2, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(384, ge=16)
+    max_length: int = Field(512, ge=16)  # preference prompts (20-item history) are ~350 tokens
     max_train: int = Field(0, ge=0)  # 0: every preference sample
     save_steps: int = Field(10, ge=1)
     logging_steps: int = Field(1, ge=1)
@@ -67,7 +67,7 @@ class PrefEvalParams(Strict):
 
     max_samples: int = Field(50, ge=1)
     batch_size: int = Field(4, ge=1)
-    max_length: int = Field(384, ge=16)
+    max_length: int = Field(512, ge=16)
     # "sft" alone is the TALLRec-style baseline (instruction tuning without preference optimisation).
     models: list[Literal["base", "sft", "dmpo"]] = ["base", "sft", "dmpo"]
     # Test preference data to evaluate on; [] = run.datasets. A dataset absent from the DMPO

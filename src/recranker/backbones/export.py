@@ -6,7 +6,6 @@ so the set of files appears at once or not at all.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,10 @@ from .training import FitResult
 def export(
     model: Backbone, data: Interactions, result: FitResult, directory: str | Path, top_k: int = 10
 ) -> dict:
-    """weights.safetensors, config.json, candidates.parquet, user_emb.npy, metrics.json.
+    """Write weights.safetensors, config.json, candidates.parquet, user_emb.npy; return the metrics.
 
-    Returns the metrics dict (also written to metrics.json).
+    The metrics (which include wall-clock timings) are not written here: the directory must be a
+    pure function of data, params and seed, so that re-training never invalidates later stages.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -35,5 +35,4 @@ def export(
     metrics.update(result.as_dict())
     metrics["model"] = model.name
     metrics["top_k"] = top_k
-    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

@@ -9,5 +9,20 @@ from .expshow import Experiment, parse_exp_show
 from .model import NA, NOT_RUN, Plot, Report, Section, Series, Table
 from .render import render_plots, to_html, to_markdown
 
-__all__ = ["Experiment", "Inputs", "Locations", "NA", "NOT_RUN", "Plot", "Report", "Section", "Series", "Table",
-           "build", "parse_exp_show", "render_plots", "to_html", "to_markdown"]
+__all__ = [
+           "NA",
+           "NOT_RUN",
+           "Experiment",
+           "Inputs",
+           "Locations",
+           "Plot",
+           "Report",
+           "Section",
+           "Series",
+           "Table",
+           "build",
+           "parse_exp_show",
+           "render_plots",
+           "to_html",
+           "to_markdown",
+]

@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from recranker.errors import RecrankerError
 from recranker.experiments import RECIPES, Recipe, Variant, experiment_name, lookup
 
 from .expshow import Experiment, diff, find, flatten, get, status_of
-from .model import NA, NOT_RUN, Plot, Report, Section, Series, Table, fmt, pct
+from .model import NA, NOT_RUN, Plot, Report, Section, Series, Table, fmt, pct, pval
 
 METHODS = [("backbone", "Base"), ("pointwise", "+ pointwise"), ("pairwise", "+ pairwise"),
            ("listwise", "+ listwise"), ("hybrid", "+ RecRanker (hybrid)")]
@@ -44,6 +45,7 @@ class Inputs:
     checksums: dict[str, dict[str, str]]  # dataset → {what: hash}
     explanations: list[dict] | None = None  # metrics/pref_explain.json "explanations"
     paper_scale: bool = False  # show the paper-scale experiments of each recipe instead of the CPU ones
+    effective_params: dict[str, Any] | None = None  # the workspace params after validation (defaults filled)
 
 
 def _metric_names(params: Mapping) -> list[str]:
@@ -57,7 +59,7 @@ def _scope(r: Recipe, v: Variant, e: Experiment | None, workspace: Experiment, k
         return list(get(e.params, key))
     try:
         over = r.overrides(v, paper)
-    except Exception:  # a GPU-only recipe at CPU scale
+    except RecrankerError:  # a GPU-only recipe at CPU scale
         over = {}
     return list(over.get(key) or get(workspace.params, key) or [])
 
@@ -138,7 +140,7 @@ def _pref_datasets(e: Experiment | None, r: Recipe | None, v: Variant | None, wo
     if r is not None and v is not None:
         try:
             over = r.overrides(v, paper)
-        except Exception:
+        except RecrankerError:  # a GPU-only recipe at CPU scale
             over = {}
     return list(over.get("llm.pref_eval.datasets") or get(workspace.params, "llm.pref_eval.datasets")
                 or over.get("run.datasets") or get(workspace.params, "run.datasets") or [])
@@ -263,9 +265,9 @@ def provenance(inp: Inputs, workspace: Experiment) -> Section:
     sec = Section("How this run was made",
                   "Parameters that differ from the schema defaults (params.yaml vs stages.params), package "
                   "versions and data checksums. Experiments list their own differences below.")
-    changed = diff(workspace.params, inp.defaults)
+    changed = diff(inp.effective_params if inp.effective_params is not None else workspace.params, inp.defaults)
     sec.tables.append(Table("params.yaml vs defaults", ["Key", "Default", "Workspace"],
-                            [[k, fmt(a), fmt(b)] for k, (a, b) in changed.items()],
+                            [[k, pval(a), pval(b)] for k, (a, b) in changed.items()],
                             "" if changed else "params.yaml equals the defaults"))
     sec.tables.append(Table("Packages", ["Package", "Version"], [[k, v] for k, v in sorted(inp.versions.items())]))
     rows = [[ds, what, h] for ds in sorted(inp.checksums) for what, h in sorted(inp.checksums[ds].items())]
@@ -285,12 +287,12 @@ def pipeline_section(inp: Inputs, ws: Experiment) -> Section:
                             [[ds, bb] + [_cell(ws, inp.loc.backbone.format(dataset=ds, backbone=bb), "test", m) for m in bk]
                              for ds in datasets for bb in backbones]))
     sec.tables.append(main_table(ws, "RecRanker (workspace)", datasets, backbones, metrics, inp.loc))
-    llm_rows = []
-    for stage, path, keys_ in (("sft", inp.loc.sft, ("steps", "seconds", "n_train", "final_train_loss", "eval_loss")),
-                               ("dmpo", inp.loc.dmpo, ("steps", "seconds", "n_train", "final_train_loss",
-                                                       "final_reward_accuracy"))):
-        llm_rows.append([stage] + [f"{k} {_cell(ws, path, k)}" for k in keys_])
-    sec.tables.append(Table("LLM training", ["Stage", "", "", "", "", ""], llm_rows))
+    keys = ("steps", "seconds", "n_train", "first_train_loss", "final_train_loss", "eval_loss",
+            "final_reward_accuracy")
+    sec.tables.append(Table("LLM training", ["Stage", *keys],
+                            [[stage] + [_cell(ws, path, k) for k in keys]
+                             for stage, path in (("sft", inp.loc.sft), ("dmpo", inp.loc.dmpo))],
+                            "— = not reported by that stage"))
     sec.tables.append(auc_table(ws, "Preference AUC (workspace)", _pref_datasets(ws, None, None, ws, inp.loc, False), inp.loc))
     return sec
 
@@ -303,7 +305,7 @@ def experiments_section(inp: Inputs, ws: Experiment) -> Section:
         hit = lookup(e.name)
         what = f"{hit[0].paper} / {hit[1].label}" if hit else "(not a recipe)"
         changed = diff(e.params, ws.params)
-        rows.append([e.name, e.status, what, "; ".join(f"{k}={fmt(b)}" for k, (_, b) in changed.items()) or "none"])
+        rows.append([e.name, e.status, what, "; ".join(f"{k}={pval(b)}" for k, (_, b) in changed.items()) or "none"])
     return Section("Experiments", "Every experiment `dvc exp show` lists, with its parameters that differ from "
                    "the workspace.", [Table("Experiments", ["Name", "Status", "Recipe", "Params vs workspace"], rows,
                                             "" if rows else "no experiments yet (`recranker exp --list`)")])

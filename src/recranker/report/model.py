@@ -65,5 +65,18 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def pval(value) -> str:
+    """A parameter value as written in params.yaml (no rounding: 2e-05 stays 2e-05)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(pval(v) for v in value) + "]"
+    return str(value)
+
+
 def pct(value) -> str:
     return NA if value is None else f"{value:+.2f}%"

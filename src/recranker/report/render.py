@@ -107,8 +107,9 @@ _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
 def to_html(report: Report, images: dict[str, bytes]) -> str:
     """One self-contained page: plots embedded as base64 PNG."""
     e = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(report.title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{e(report.title)}</h1>"]
+    head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(report.title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{e(report.title)}</h1>")
+    parts = [head]
     for s in report.sections:
         parts.append(f"<h2>{e(s.title)}</h2>")
         if s.text:

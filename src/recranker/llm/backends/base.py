@@ -28,7 +28,7 @@ class Prompt:
     group: Hashable = None
 
     @classmethod
-    def from_messages(cls, messages: Sequence[dict], group: Hashable = None) -> "Prompt":
+    def from_messages(cls, messages: Sequence[dict], group: Hashable = None) -> Prompt:
         return cls(tuple((str(m["role"]), str(m["content"])) for m in messages), group)
 
     def as_dicts(self) -> list[dict[str, str]]:
@@ -89,7 +89,7 @@ class Backend(ABC):
     def close(self) -> None:
         """Release resources (servers, GPU memory)."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc) -> None:

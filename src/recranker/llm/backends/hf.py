@@ -14,7 +14,7 @@ import numpy as np
 
 from recranker.errors import RecrankerError
 from recranker.llm.backends.base import Backend, Prompt, Sampling
-from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest, encode_chat, label_token_ids
+from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest, label_token_ids
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -94,7 +94,7 @@ class HFBackend(Backend):
         self._encoded: dict[Prompt, tuple[int, ...]] = {}
 
     @classmethod
-    def from_dirs(cls, base_dir, adapter_dir=None, dtype: str = "float32", **kwargs) -> "HFBackend":
+    def from_dirs(cls, base_dir, adapter_dir=None, dtype: str = "float32", **kwargs) -> HFBackend:
         model, tok = load_hf(base_dir, adapter_dir, dtype)
         return cls(model, tok, **kwargs)
 
@@ -191,7 +191,7 @@ class HFBackend(Backend):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
         do_sample = sampling.temperature > 0
-        gen_kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=do_sample, pad_token_id=pad)
+        gen_kwargs = {"max_new_tokens": sampling.max_new_tokens, "do_sample": do_sample, "pad_token_id": pad}
         if do_sample:
             gen_kwargs.update(temperature=sampling.temperature, top_k=sampling.top_k or None,
                               top_p=sampling.top_p)

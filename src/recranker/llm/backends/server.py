@@ -168,7 +168,7 @@ def _handler(service: CompletionService, lock: threading.Lock, api_key: str | No
             self._error(401, "invalid API key")
             return False
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if not self._authorized():
                 return
             if self.path.rstrip("/") == "/v1/models":
@@ -176,7 +176,7 @@ def _handler(service: CompletionService, lock: threading.Lock, api_key: str | No
             else:
                 self._error(404, f"unknown path {self.path}")
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             if not self._authorized():
                 return
             length = int(self.headers.get("Content-Length") or 0)
