@@ -134,16 +134,13 @@ def test_preference_commands(tmp_path, monkeypatch):
     proc.mkdir(parents=True)
     inter.to_parquet(proc / "interactions.parquet", index=False)
     items.to_parquet(proc / "items.parquet", index=False)
-    (tmp_path / "params.yaml").write_text("run: {datasets: [toy]}\ndatasets: {toy: {format: ml-100k}}\n")
+    (tmp_path / "params.yaml").write_text(
+        "run: {datasets: [toy]}\ndatasets: {toy: {format: ml-100k}}\n"
+        "preferences: {n_train: 5, n_valid: 5, n_test: 20}\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(stages.common, "PARAMS_FILE", str(tmp_path / "params.yaml"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    from stages.params.instruct import PreferenceParams
-
-    monkeypatch.setattr(
-        "stages.preferences._preference_params",
-        lambda p: PreferenceParams(n_train=5, n_valid=5, n_test=20),
-    )
     user_errors(preferences)(dataset="toy")
     out = tmp_path / "data/preferences/toy"
     counts = {f.name: len(f.read_text().splitlines()) for f in out.iterdir()}

@@ -178,6 +178,10 @@ def test_evaluation_counts_every_user_and_missing_items_as_misses():
     nd = 1 / np.log2(4)  # user 0 at rank 1, user 2 at rank 3
     assert report["pointwise"]["NDCG@3"] == pytest.approx((1 + nd) / 4)
     assert report["pointwise"]["improvement_%"]["HR@1"] == pytest.approx(0.0)
+    report2, _ = evaluate_rankings(cands, targets, {"pointwise": preds["pointwise"][:3]}, ks=(1, 3))
+    base, point = report2["backbone"]["NDCG@3"], report2["pointwise"]["NDCG@3"]
+    assert point != base  # user 0 moves up, nobody moves down
+    assert report2["pointwise"]["improvement_%"]["NDCG@3"] == pytest.approx(100 * (point - base) / base)
 
 
 def test_parse_instruction_errors_name_file_and_line():
