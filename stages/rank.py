@@ -19,23 +19,14 @@ from stages.common import params
 
 def read_instructions(path: Path, tasks) -> list:
     """Test instructions of the selected tasks; a malformed line fails naming file:line."""
-    from recranker.errors import DataFormatError, RecrankerError
+    from recranker.io import read_jsonl
     from recranker.ranking import parse_instruction
 
-    if not path.is_file():
-        raise RecrankerError(f"{path}: not found (run the `instruct` stage first)")
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, n, f"invalid JSON ({exc.msg})") from None
-            ins = parse_instruction(row, f"{path}:{n}")
-            if ins.task in tasks:
-                out.append(ins)
+    for row, where in read_jsonl(path, missing="run the `instruct` stage first"):
+        ins = parse_instruction(row, where)
+        if ins.task in tasks:
+            out.append(ins)
     return out
 
 
