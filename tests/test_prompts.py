@@ -72,10 +72,24 @@ def test_templates_keep_titles_inert_and_prefix_task_free():
     for s in sfx:
         m = T.messages(T.system_text(dom), prefix, s)
         assert m[1]["content"].startswith(prefix)
-    assert "A higher than B" in sfx[1] and "ranks them C, A, B" in sfx[2]
+    assert sfx[1].endswith("Hint: A over B.") and sfx[2].endswith("Hint: C, A, B.")
     assert "Hint" not in T.pointwise_suffix(titles[0], scale, dom, None)
     # the listwise block has exactly one line per candidate
-    body = sfx[2].split(":\n", 1)[1]
-    assert [ln[:2] for ln in body.splitlines()[:3]] == ["A.", "B.", "C."]
+    body = sfx[2].split("\n")[3:6]
+    assert [ln[:2] for ln in body] == ["A.", "B.", "C."]
+
+
+@pytest.mark.parametrize("hint", [None, "3.5"])
+def test_fixed_task_lines_precede_the_candidate(hint):
+    """Everything but titles and hint values comes before the first title, so it joins the
+    prefix that the scorer caches once per user and task."""
+    scale, dom = RatingScale(1, 5), DOMAINS["movie"]
+    a = T.pointwise_suffix("Heat (1995)", scale, dom, hint)
+    b = T.pointwise_suffix("Fargo (1996)", scale, dom, hint and "2.0")
+    shared = a[: next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)]
+    assert "Answer with a single number from 1 to 5." in shared
+    assert (T._HINT_NOTE in shared) == (hint is not None)
+    p, q = T.pairwise_suffix("Heat", "Babe", dom, hint and True), T.pairwise_suffix("Fargo", "Babe", dom, hint and False)
+    assert "Answer Yes or No." in p[: next(i for i, (x, y) in enumerate(zip(p, q)) if x != y)]
     with pytest.raises(RecrankerError):
         T.listwise_suffix(["t"] * 27, dom, None)

@@ -53,32 +53,16 @@ def encode_answer(tokenizer, prompt: Sequence[dict], answer: str, max_length: in
 def answer_token_logprobs(model, encoded: Sequence[EncodedAnswer], batch_size: int) -> list[np.ndarray]:
     """Per-token log-probabilities of each answer's tokens (one float64 array per answer).
 
-    Uses trl's fused LM head, so the [batch, length, vocab] logits are never materialised.
+    The candidates of one prompt share it token for token, so the prompt's KV cache is computed
+    once and only the answers run per candidate (the ranking scorer, which also keeps logits for
+    the answer positions only).
     """
-    import torch
-    from trl.trainer.utils import add_fused_lm_head, pad
+    from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest
 
-    if not getattr(model, "_recranker_fused", False):
-        add_fused_lm_head(model)
-        model._recranker_fused = True
-    model.eval()
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))  # less padding
-    out: list[np.ndarray | None] = [None] * len(encoded)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            seqs = [torch.tensor(encoded[i].ids) for i in idx]
-            input_ids = pad(seqs, padding_value=0)
-            attention = pad([torch.ones(len(s), dtype=torch.long) for s in seqs], padding_value=0)
-            labels = torch.full_like(input_ids, -100)
-            for row, i in enumerate(idx):
-                n, e = len(encoded[i].ids), encoded[i].n_answer
-                labels[row, n - e : n] = input_ids[row, n - e : n]
-            lp = model(input_ids=input_ids, attention_mask=attention, labels=labels, fused_lm_head=True).log_probs
-            for row, i in enumerate(idx):
-                n, e = len(encoded[i].ids), encoded[i].n_answer
-                out[i] = lp[row, n - e - 1 : n - 1].double().numpy()  # position t predicts token t+1
-    return out  # type: ignore[return-value]
+    requests = [ScoreRequest(tokens=tuple(e.ids), n_scored=e.n_answer, group=tuple(e.ids[: -e.n_answer]))
+                for e in encoded]
+    scorer = PrefixCachedScorer(model, batch_size=batch_size)
+    return [r.token_logprobs for r in scorer.score(requests)]
 
 
 def candidates(record: dict[str, Any], where: str) -> tuple[list[dict], list[str], list[int]]:

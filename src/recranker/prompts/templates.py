@@ -4,7 +4,7 @@ Layout of every prompt (``messages`` = one system turn + one user turn, no assis
 
     system: SYSTEM text (depends on the dataset's domain only)
     user:   <history block>            ← user-specific, identical for all of a user's prompts
-            <task suffix>              ← question, candidate(s), optional hint, answer format
+            <task suffix>              ← question and answer format, then candidate(s), optional hint
 
 The history block ends with a newline and never depends on the task or the candidates, so all
 test prompts of one user (and permutation) share a byte-identical prefix whose KV cache the
@@ -66,45 +66,47 @@ def history_block(
     return head + "".join(f"- {t}: {r}\n" for t, r in zip(titles, shown_ratings, strict=True))
 
 
+# Every suffix puts its fixed lines (question, answer format, what the hint means) before the
+# candidate-specific ones, so one user's prompts of a task share them as part of the cached
+# prefix and only the titles and the hint value are computed per candidate.
+_HINT_NOTE = "The hint is what a conventional recommender system predicts."
+
+
 def pointwise_suffix(title: str, scale: RatingScale, domain: Domain, hint: str | None) -> str:
-    hint_line = (
-        f"Hint: a conventional recommender system predicts a rating of {hint}.\n" if hint else ""
-    )
-    return (
-        f"\nHow would the user rate this {domain.singular} on a scale of "
-        f"{scale.shown_low} to {scale.shown_high}?\n"
-        f"{domain.singular.capitalize()}: {title}\n"
-        f"{hint_line}"
-        f"Answer with a single number from {scale.shown_low} to {scale.shown_high}."
-    )
+    lines = [
+        f"How would the user rate the following {domain.singular} on a scale of "
+        f"{scale.shown_low} to {scale.shown_high}? "
+        f"Answer with a single number from {scale.shown_low} to {scale.shown_high}.",
+        *([_HINT_NOTE] if hint else []),
+        f"{domain.singular.capitalize()}: {title}",
+        *([f"Hint: a rating of {hint}."] if hint else []),
+    ]
+    return "\n" + "\n".join(lines)
 
 
 def pairwise_suffix(title_a: str, title_b: str, domain: Domain, hint_a_higher: bool | None) -> str:
-    hint_line = ""
-    if hint_a_higher is not None:
-        hi, lo = ("A", "B") if hint_a_higher else ("B", "A")
-        hint_line = f"Hint: a conventional recommender system scores {hi} higher than {lo}.\n"
-    return (
-        f"\nWould the user prefer {domain.singular} A over {domain.singular} B?\n"
-        f"A. {title_a}\nB. {title_b}\n"
-        f"{hint_line}"
-        "Answer Yes or No."
-    )
+    hint = None if hint_a_higher is None else ("A over B" if hint_a_higher else "B over A")
+    lines = [
+        f"Would the user prefer {domain.singular} A over {domain.singular} B? Answer Yes or No.",
+        *([_HINT_NOTE] if hint else []),
+        f"A. {title_a}",
+        f"B. {title_b}",
+        *([f"Hint: {hint}."] if hint else []),
+    ]
+    return "\n" + "\n".join(lines)
 
 
 def listwise_suffix(titles: Sequence[str], domain: Domain, hint_order: Sequence[int] | None) -> str:
     n = len(titles)
-    lines = "".join(f"{label(i)}. {t}\n" for i, t in enumerate(titles))
-    hint_line = ""
-    if hint_order is not None:
-        ranked = ", ".join(label(i) for i in hint_order)
-        hint_line = f"Hint: a conventional recommender system ranks them {ranked}.\n"
-    return (
-        f"\nRank these {n} candidate {domain.plural} from the one the user would like most "
-        f"to the one they would like least:\n{lines}{hint_line}"
-        f"Answer with all {n} {domain.plural}, best first, one per line, each written as its "
-        "letter, a period and its title."
-    )
+    lines = [
+        f"Rank the following {n} candidate {domain.plural} from the one the user would like most "
+        f"to the one they would like least. Answer with all {n} {domain.plural}, best first, one "
+        "per line, each written as its letter, a period and its title.",
+        *([_HINT_NOTE] if hint_order is not None else []),
+        *(f"{label(i)}. {t}" for i, t in enumerate(titles)),
+        *([f"Hint: {', '.join(label(i) for i in hint_order)}."] if hint_order is not None else []),
+    ]
+    return "\n" + "\n".join(lines)
 
 
 def listwise_answer(titles: Sequence[str], order: Sequence[int]) -> str:
