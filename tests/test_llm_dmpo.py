@@ -113,3 +113,15 @@ def test_first_loss_is_ln2_and_loss_decreases(tiny_base, tiny_sft, tmp_path):
     assert (tmp_path / "dmpo" / "adapter_config.json").exists()
     assert not (tmp_path / "dmpo" / "ref").exists()  # only the trained adapter is saved
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_init_base_starts_from_the_base_model_with_a_fresh_adapter(tiny_base, tmp_path):
+    """"Without SFT": the SFT directory is never read (here it does not even exist)."""
+    from recranker.llm.sft import LoraSettings
+
+    report = train_dmpo(tmp_path / "no-sft", tiny_base, prefs(4), tmp_path / "dmpo",
+                        settings(tmp_path, max_steps=3, init="base", lora=LoraSettings(r=4, alpha=8)))
+    assert report["first_train_loss"] == pytest.approx(math.log(2), abs=1e-6)  # policy == base
+    assert (tmp_path / "dmpo" / "adapter_config.json").exists()
+    with pytest.raises(RecrankerError, match="init"):
+        train_dmpo(tiny_base, tiny_base, prefs(2), tmp_path / "x", settings(tmp_path, init="rlhf"))

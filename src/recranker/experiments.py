@@ -311,11 +311,11 @@ RECIPES: tuple[Recipe, ...] = (
         paper="DMPO Figure 4",
         kind="dmpo-sweep",
         description="Few-shot: 20..200 DMPO training samples (preferences.n_train), after SFT and without "
-                    "SFT. 'Without SFT' = one SFT step at lr 1e-12 (the adapter stays at its zero "
-                    "initialisation, so DMPO starts from the base model).",
+                    "SFT. 'Without SFT' = llm.dmpo.init=base: policy and reference start as the base model "
+                    "with a fresh LoRA adapter.",
         variants=tuple(
             Variant(f"n{n}-{tag}", f"n = {n} ({'with' if sft else 'without'} SFT)",
-                    {"preferences.n_train": n, **({} if sft else {"llm.sft.max_steps": 1, "llm.sft.lr": 1e-12})},
+                    {"preferences.n_train": n, **({} if sft else {"llm.dmpo.init": "base"})},
                     x=float(n), series="with SFT" if sft else "without SFT")
             for sft, tag in ((True, "sft"), (False, "nosft")) for n in (20, 50, 100, 150, 200)
         ),

@@ -60,6 +60,9 @@ class DMPOParams(Strict):
     max_train: int = Field(0, ge=0)  # 0: every preference sample
     save_steps: int = Field(10, ge=1)
     logging_steps: int = Field(1, ge=1)
+    # Where policy and reference start: the SFT model, or the base model with a fresh adapter
+    # shaped like llm.sft.lora (full fine-tuning if llm.sft.method is "full") — "without SFT".
+    init: Literal["sft", "base"] = "sft"
 
 
 class PrefEvalParams(Strict):

@@ -28,6 +28,7 @@ from recranker.errors import RecrankerError
 from recranker.llm.sft import (
     TrainSettings,
     common_args,
+    lora_config,
     run_trainer,
     summarize_log,
     write_training_log,
@@ -41,6 +42,10 @@ class DMPOSettings(TrainSettings):
     lr: float = 5e-5
     max_steps: int = 20
     batch_size: int = 2
+    # "base": skip SFT — policy and reference start as the base model, with a fresh adapter when
+    # ``lora`` is given (the DMPO paper's "without SFT" few-shot line).
+    init: str = "sft"
+    lora: Any = None  # LoraSettings for init="base"; None = full fine-tuning
 
 
 def dmpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
@@ -201,7 +206,7 @@ def build_trainer(
     eval_examples: list[dict] | None = None,
     callbacks: Sequence[Any] = (),
 ):
-    """A ready DMPO trainer whose policy and reference both start as the SFT model."""
+    """A ready DMPO trainer whose policy and reference both start as the SFT (or base) model."""
     import torch
     from datasets import Dataset
     from trl import DPOConfig
@@ -209,14 +214,20 @@ def build_trainer(
     from recranker.llm.model import is_adapter_dir, load_model, load_tokenizer, load_tuned
 
     DMPOTrainer, Collator = _trl()
-    tokenizer = load_tokenizer(str(sft_dir))
-    ref_model = None
-    if is_adapter_dir(sft_dir):
-        policy = load_tuned(sft_dir, base_dir, merge=False, dtype=torch.float32)  # trainable "default" adapter
+    if cfg.init not in ("sft", "base"):
+        raise RecrankerError(f"dmpo: init must be 'sft' or 'base' (got {cfg.init!r})")
+    start = sft_dir if cfg.init == "sft" else base_dir
+    tokenizer = load_tokenizer(str(start))
+    ref_model, peft_config = None, None
+    if is_adapter_dir(start):
+        policy = load_tuned(start, base_dir, merge=False, dtype=torch.float32)  # trainable "default" adapter
     else:
-        policy = load_model(str(sft_dir), dtype=torch.float32)
-        ref_model = load_model(str(sft_dir), dtype=torch.float32)
-        ref_model.requires_grad_(False)
+        policy = load_model(str(start), dtype=torch.float32)
+        if cfg.init == "base" and cfg.lora is not None:
+            peft_config = lora_config(cfg.lora)  # trl adds the adapter; reference = adapter disabled
+        else:
+            ref_model = load_model(str(start), dtype=torch.float32)
+            ref_model.requires_grad_(False)
     policy.config.use_cache = False
     args = DPOConfig(
         **common_args(cfg, output_dir, has_eval=bool(eval_examples)),
@@ -237,6 +248,7 @@ def build_trainer(
         eval_dataset=Dataset.from_list(eval_examples) if eval_examples else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
+        peft_config=peft_config,
         k=cfg.k,
     )
 
