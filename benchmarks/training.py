@@ -4,8 +4,11 @@ Each configuration runs in its own subprocess (so peak RSS is its own) on the de
 (SmolLM2-135M converted from the offline GGUF) with RecRanker-like prompts (~300 tokens: a
 user's rated history from ML-100K titles when available, else synthetic titles).
 
-    /work/venv/bin/python benchmarks/training.py            # table + benchmarks/results/training.json
-    /work/venv/bin/python benchmarks/training.py --steps 3 --threads 2
+    .venv/bin/python benchmarks/training.py            # table + benchmarks/results/training.json
+    .venv/bin/python benchmarks/training.py --steps 4 --threads 2 --base models/base
+
+bf16's accuracy cost is read off the loss curves: the same seed and data in fp32 and in bf16
+autocast, so the largest per-step loss difference is the precision's effect alone.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) ->
         "tokens": rep.get("tokens"),
         "tokens_per_s": (rep["tokens"] / rep["seconds"]) if rep.get("tokens") else None,
         "final_loss": hist[-1]["loss"] if hist else None,
+        "losses": [h["loss"] for h in hist],
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "threads": torch.get_num_threads(),
     }
@@ -127,6 +131,13 @@ def main() -> None:
         tps = f"{r['tokens_per_s']:.0f}" if r["tokens_per_s"] else "–"
         print(f"| {r['kind']} | {r['k'] or '–'} | {'bf16' if r['bf16'] else 'fp32'} | {r['s_per_step']:.2f} | "
               f"{tps} | {r['peak_rss_gb']:.2f} |")
+    for r in rows:  # bf16 vs the fp32 run of the same stage and k
+        if r["bf16"]:
+            ref = next(x for x in rows if (x["kind"], x["k"], x["bf16"]) == (r["kind"], r["k"], False))
+            r["speedup_vs_fp32"] = ref["s_per_step"] / r["s_per_step"]
+            r["max_loss_diff_vs_fp32"] = max(abs(a - b) for a, b in zip(r["losses"], ref["losses"], strict=True))
+            print(f"{r['kind']} k={r['k']} bf16 vs fp32: {r['speedup_vs_fp32']:.2f}x speed, "
+                  f"max loss difference {r['max_loss_diff_vs_fp32']:.4f}")
     sft = next(r for r in rows if r["kind"] == "sft" and not r["bf16"])
     print(f"\ndefault SFT profile (30 steps, batch 4, max_length 384): ~{30 * sft['s_per_step'] / 60:.1f} min "
           f"of optimizer steps")

@@ -19,6 +19,7 @@ _STAGE_TABLE = [
     ("evaluate", "stages.evaluate", "evaluate"),
     ("dmpo", "stages.dmpo", "dmpo"),
     ("pref-eval", "stages.pref_eval", "pref_eval"),
+    ("pref-backbone", "stages.pref_backbone", "pref_backbone"),
     ("serve", "stages.serve", "serve"),
     ("report", "stages.report", "report"),
     ("exp", "stages.exp", "exp"),

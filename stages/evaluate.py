@@ -73,6 +73,11 @@ def evaluate(
     h = p.evaluate.hybrid
     w = HybridWeights(c1=h.c1, c2=h.c2, c3=h.c3, a1=h.a1, a2=h.a2, a3=h.a3)
     cands, targets = load_inputs(dataset, backbone)
+    if p.instruct.max_test_users:  # the users the instruct stage wrote test prompts for
+        from recranker.data import test_user_subset
+
+        keep = set(test_user_subset(list(targets), p.instruct.max_test_users, p.seed).tolist())
+        targets = {u: i for u, i in targets.items() if u in keep}
     preds = load_predictions(dataset, backbone, p.rank.tasks)
     report, rankings = evaluate_rankings(cands, targets, preds, w=w, ks=p.evaluate.ks)
     report["dataset"], report["backbone_model"] = dataset, backbone

@@ -58,6 +58,11 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
                   f"recranker backbone --dataset {dataset} --model {bb}")
         for bb in p.run.backbones
     }  # fmt: skip
+    if ip.max_test_users:
+        from recranker.data import test_user_subset
+
+        keep = test_user_subset(inter.loc[inter["split"] == "test", "user_id"], ip.max_test_users, p.seed)
+        cands = {bb: c[c["user_id"].isin(keep)].reset_index(drop=True) for bb, c in cands.items()}
 
     cfg = prompts.InstructConfig(
         dataset=dataset, domain=prompts.domain_for_format(dp.format),

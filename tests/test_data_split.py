@@ -183,3 +183,14 @@ def test_prepare_require_title_and_roundtrip(tmp_path):
     back = load_prepared(out)
     assert back.interactions.equals(p.interactions) and back.stats == p.stats
     assert list(tmp_path.iterdir()) == [out]  # no temporary leftovers
+
+
+def test_test_user_subset_is_seeded_sorted_and_all_by_default():
+    from recranker.data import test_user_subset
+
+    users = np.arange(100)[::-1].repeat(2)  # unsorted, with duplicates
+    assert np.array_equal(test_user_subset(users, 0, 1), np.arange(100))
+    assert np.array_equal(test_user_subset(users, 500, 1), np.arange(100))
+    a, b = test_user_subset(users, 30, 1), test_user_subset(users, 30, 1)
+    assert np.array_equal(a, b) and len(a) == 30 and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, test_user_subset(users, 30, 2))

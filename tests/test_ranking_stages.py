@@ -150,3 +150,19 @@ def test_rank_errors_are_one_line(tmp_path):
     r = run(["rank", "--dataset", "toy", "--backbone", "mf"], root)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "mf.jsonl:" in r.stderr and "missing key" in r.stderr
+
+
+def test_evaluate_covers_only_the_test_user_subset(tmp_path):
+    """instruct.max_test_users: evaluate scores the same seeded users the instruct stage kept."""
+    from recranker.data import test_user_subset
+
+    root = make_project(tmp_path, tasks=("pointwise",))
+    params = (root / "params.yaml").read_text().replace("tasks: [pointwise]", "tasks: []")
+    (root / "params.yaml").write_text(params + "instruct:\n  max_test_users: 6\n")
+    r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
+    keep = test_user_subset(range(N_USERS), 6, 0)
+    assert m["counts"]["test_users"] == 6
+    ranks = [u % K + 1 for u in keep if u % 3 != 2]  # backbone order, as in the test above
+    assert m["backbone"]["HR@3"] == pytest.approx(sum(r <= 3 for r in ranks) / 6)

@@ -48,6 +48,10 @@ class InstructParams(Strict):
     enhance: bool = True  # prompt enhancement (hints)
     n_folds: int = Field(5, ge=2)  # cross-fitting folds of the training hints
     test_rank_hint: Literal["backbone", "rating_mf"] = "backbone"
+    # 0 = every test user (the papers' tables). n > 0: only a seeded random n of them get test
+    # prompts and are evaluated — for cheap CPU experiments such as the ablation; the metrics
+    # then say how many users they cover.
+    max_test_users: int = Field(0, ge=0)
     max_title_chars: int = Field(100, ge=8)
     rating_mf: RatingMFParams = RatingMFParams()
     threads: int = Field(1, ge=1)  # torch threads of the rating MF (1 is fastest on a busy CPU)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Strict
 
@@ -77,6 +77,24 @@ class PrefEvalParams(Strict):
     # training data (llm.dmpo.datasets) is reported as cross-domain.
     datasets: list[str] = []
     explain_samples: int = Field(3, ge=0)
+    # Conventional backbones scored on the same pairs (DMPO Table 2) by the stage `pref-backbone`:
+    # each is trained by that stage with its backbone.<name> hyper-parameters on the leakage-free
+    # data (the test users' interactions from their preference positive on removed). Empty = skip,
+    # because each one costs a backbone training run.
+    backbones: list[str] = Field(default_factory=list)
+
+    @field_validator("backbones")
+    @classmethod
+    def _known_backbones(cls, names: list[str]) -> list[str]:
+        from recranker.backbones import MODELS
+
+        unknown = [n for n in names if n not in MODELS]
+        if unknown:
+            raise ValueError(f"unknown backbone '{unknown[0]}' (known: {', '.join(MODELS)})")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"backbone '{twice[0]}' listed twice")
+        return names
 
 
 class LLMParams(Strict):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Interactions
-from .sequential import SequentialBackbone, SequentialConfig
+from .sequential import SequentialBackbone, SequentialConfig, left_pad
 
 
 @dataclass
@@ -30,6 +30,10 @@ class BERT4Rec(SequentialBackbone):
 
     def context(self, data: Interactions, split: str) -> np.ndarray:
         ctx = data.contexts(split, self.config.max_len - 1, self.pad)
+        return np.concatenate([ctx, np.full((len(ctx), 1), self.mask_token, ctx.dtype)], axis=1)
+
+    def sequence_input(self, seqs) -> np.ndarray:
+        ctx = left_pad(seqs, self.config.max_len - 1, self.pad)  # the [MASK] slot comes last
         return np.concatenate([ctx, np.full((len(ctx), 1), self.mask_token, ctx.dtype)], axis=1)
 
     def batch_loss(

@@ -5,11 +5,13 @@ are dot products with the first ``n_items`` rows (tied input/output embeddings).
 are the users' chronological training sequences cut into windows (``Interactions.windows``),
 so long histories are not truncated. At ranking time the context is the sequence before the
 split (train for valid; train + the valid item for test), and the "user embedding" is the
-final hidden state over the training sequence.
+final hidden state over the training sequence. :meth:`SequentialBackbone.score_sequences` scores
+any given sequences instead (e.g. the history of a DMPO preference sample).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,15 @@ import torch.nn.functional as F
 
 from .base import Backbone, BaseConfig, Scorer
 from .data import Interactions
+
+
+def left_pad(seqs: Sequence[Sequence[int]], width: int, pad: int) -> np.ndarray:
+    """int64 [len(seqs), width]: the last ``width`` items of each sequence, right-aligned."""
+    out = np.full((len(seqs), width), pad, dtype=np.int64)
+    for r, seq in enumerate(seqs):
+        tail = np.asarray(seq, dtype=np.int64)[-width:]
+        out[r, width - len(tail) :] = tail
+    return out
 
 
 @dataclass
@@ -87,6 +98,29 @@ class SequentialBackbone(Backbone):
     def scorer(self, data: Interactions, split: str) -> Scorer:
         ctx = torch.from_numpy(self.context(data, split))
         return lambda users: self.logits(self.encode(ctx[users])[:, -1])
+
+    def sequence_input(self, seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """[len(seqs), max_len] model input for given item sequences (oldest first): each one's
+        last items, left-padded, in the same layout :meth:`context` builds from a user's data."""
+        return left_pad(seqs, self.config.max_len, self.pad)
+
+    def score_sequences(self, seqs: Sequence[Sequence[int]], batch_size: int = 512) -> torch.Tensor:
+        """Scores of all items [len(seqs), n_items] after each given sequence (oldest first).
+
+        The same next-item scores :meth:`scorer` ranks with, for contexts that need not be a
+        user's own training sequence (e.g. a preference sample's history). Eval mode, no grad,
+        no masking; an empty sequence gives the scores of an all-padding context.
+        """
+        x = torch.from_numpy(self.sequence_input(seqs))
+        was = self.training
+        self.eval()
+        with torch.no_grad():
+            parts = [
+                self.logits(self.encode(x[a : a + batch_size])[:, -1])
+                for a in range(0, len(x), batch_size)
+            ]
+        self.train(was)
+        return torch.cat(parts) if parts else torch.zeros(0, self.n_items)
 
     def user_embeddings(self, data: Interactions) -> np.ndarray:
         ctx = torch.from_numpy(self.context(data, "valid"))

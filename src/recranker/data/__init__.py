@@ -15,7 +15,7 @@ from .process import FILES, Prepared, load_prepared, prepare, write_prepared
 from .raw import RawData
 from .readers import FORMATS, locate_raw, read_raw
 from .sources import SOURCES, Source, download, locate, md5sum
-from .split import SPLITS, encode_ids, leave_one_out
+from .split import SPLITS, encode_ids, leave_one_out, test_user_subset
 from .synthetic import synthesize, write_synthetic
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "prepare",
     "read_raw",
     "synthesize",
+    "test_user_subset",
     "write_prepared",
     "write_synthetic",
 ]

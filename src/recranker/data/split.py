@@ -72,3 +72,13 @@ def leave_one_out(ratings: pd.DataFrame, *, order: str | None = None) -> pd.Data
         np.where(from_end == 0, "test", np.where(from_end == 1, "valid", "train")), dtype=str
     )
     return df
+
+
+def test_user_subset(users, n: int, seed: int) -> np.ndarray:
+    """``n`` test users drawn without replacement (seeded), sorted; every user when ``n`` is 0
+    or not smaller than their number. Cheap CPU experiments rank and evaluate only these, and
+    both sides must draw the same ones, hence one function."""
+    users = np.unique(np.asarray(users, dtype=np.int64))
+    if n <= 0 or n >= len(users):
+        return users
+    return np.sort(np.random.default_rng([seed & 0xFFFFFFFF, 97]).choice(users, size=n, replace=False))

@@ -74,9 +74,9 @@ _HINT_NOTE = "The hint is what a conventional recommender system predicts."
 
 def pointwise_suffix(title: str, scale: RatingScale, domain: Domain, hint: str | None) -> str:
     lines = [
-        f"How would the user rate the following {domain.singular} on a scale of "
-        f"{scale.shown_low} to {scale.shown_high}? "
-        f"Answer with a single number from {scale.shown_low} to {scale.shown_high}.",
+        (f"How would the user rate the following {domain.singular} on a scale of "
+         f"{scale.shown_low} to {scale.shown_high}? "
+         f"Answer with a single number from {scale.shown_low} to {scale.shown_high}."),
         *([_HINT_NOTE] if hint else []),
         f"{domain.singular.capitalize()}: {title}",
         *([f"Hint: a rating of {hint}."] if hint else []),
@@ -99,9 +99,9 @@ def pairwise_suffix(title_a: str, title_b: str, domain: Domain, hint_a_higher: b
 def listwise_suffix(titles: Sequence[str], domain: Domain, hint_order: Sequence[int] | None) -> str:
     n = len(titles)
     lines = [
-        f"Rank the following {n} candidate {domain.plural} from the one the user would like most "
-        f"to the one they would like least. Answer with all {n} {domain.plural}, best first, one "
-        "per line, each written as its letter, a period and its title.",
+        (f"Rank the following {n} candidate {domain.plural} from the one the user would like most "
+         f"to the one they would like least. Answer with all {n} {domain.plural}, best first, one "
+         "per line, each written as its letter, a period and its title."),
         *([_HINT_NOTE] if hint_order is not None else []),
         *(f"{label(i)}. {t}" for i, t in enumerate(titles)),
         *([f"Hint: {', '.join(label(i) for i in hint_order)}."] if hint_order is not None else []),
