@@ -169,7 +169,7 @@ def test_test_prompts_share_a_byte_identical_user_prefix():
         # listwise hint = backbone order
         hint_line = next(ln for ln in lw["messages"][1]["content"].splitlines() if ln.startswith("Hint"))
         best_label = "ABCDEF"[lw["meta"]["ranks"].index(1)]
-        assert hint_line.startswith(f"Hint: {best_label},")
+        assert hint_line.startswith(f"Hint: a conventional recommender system ranks them {best_label},")
     orders = {(u, p): next(r["candidates"] for r in rs if r["task"] == "listwise") for (u, p), rs in groups.items()}
     assert sum(orders[u, 0] != orders[u, 1] for u in range(40)) > 30  # permutations differ
 

@@ -66,9 +66,9 @@ def history_block(
     return head + "".join(f"- {t}: {r}\n" for t, r in zip(titles, shown_ratings, strict=True))
 
 
-# Every suffix puts its fixed lines (question, answer format, what the hint means) before the
-# candidate-specific ones, so one user's prompts of a task share them as part of the cached
-# prefix and only the titles and the hint value are computed per candidate.
+# The pointwise and pairwise suffixes put their fixed lines (question, answer format, what the
+# hint means) before the candidate-specific ones: a user's ~10 prompts of a task then share them
+# in the cached prefix, and only the titles and the hint value are computed per candidate.
 _HINT_NOTE = "The hint is what a conventional recommender system predicts."
 
 
@@ -97,16 +97,20 @@ def pairwise_suffix(title_a: str, title_b: str, domain: Domain, hint_a_higher: b
 
 
 def listwise_suffix(titles: Sequence[str], domain: Domain, hint_order: Sequence[int] | None) -> str:
+    # One listwise prompt per user: nothing to share, so the answer format stays last, where a
+    # small model follows it best.
     n = len(titles)
-    lines = [
-        (f"Rank the following {n} candidate {domain.plural} from the one the user would like most "
-         f"to the one they would like least. Answer with all {n} {domain.plural}, best first, one "
-         "per line, each written as its letter, a period and its title."),
-        *([_HINT_NOTE] if hint_order is not None else []),
-        *(f"{label(i)}. {t}" for i, t in enumerate(titles)),
-        *([f"Hint: {', '.join(label(i) for i in hint_order)}."] if hint_order is not None else []),
-    ]
-    return "\n" + "\n".join(lines)
+    lines = "".join(f"{label(i)}. {t}\n" for i, t in enumerate(titles))
+    hint_line = ""
+    if hint_order is not None:
+        ranked = ", ".join(label(i) for i in hint_order)
+        hint_line = f"Hint: a conventional recommender system ranks them {ranked}.\n"
+    return (
+        f"\nRank these {n} candidate {domain.plural} from the one the user would like most "
+        f"to the one they would like least:\n{lines}{hint_line}"
+        f"Answer with all {n} {domain.plural}, best first, one per line, each written as its "
+        "letter, a period and its title."
+    )
 
 
 def listwise_answer(titles: Sequence[str], order: Sequence[int]) -> str:
