@@ -9,7 +9,7 @@ Reports candidates/s for pointwise and pairwise (one candidate judgement per pro
 speed-up, tokens/s, peak RSS, the CPU's measured 2048² matmul peak and the fraction of it
 reached, and how far bf16 scores move from fp32 ones. Writes benchmarks/results/rank_throughput.json.
 
-    python benchmarks/rank_throughput.py [--instructions data/instructions/ml-100k/test/mf.jsonl]
+    python benchmarks/rank_throughput.py [--instructions data/instructions/test/ml-100k/mf.jsonl]
         [--base models/base] [--users 10] [--naive 20] [--threads 2]
 
 Without the instructions file, ML-100K test instructions are built on the fly from
@@ -204,7 +204,7 @@ def bf16_vs_fp32(instructions, s32: dict, s16: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--instructions", type=Path, default=ROOT / "data/instructions/ml-100k/test/mf.jsonl")
+    ap.add_argument("--instructions", type=Path, default=ROOT / "data/instructions/test/ml-100k/mf.jsonl")
     ap.add_argument("--base", type=Path, default=ROOT / "models/base")
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--naive", type=int, default=20)

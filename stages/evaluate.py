@@ -100,7 +100,7 @@ def _samples(dataset, backbone, preds, targets, rankings, n):
     from stages.rank import read_instructions
 
     wanted = {r["id"]: (task, r) for task, rows in preds.items() for r in rows[:n]}
-    path = paths.instructions(dataset) / "test" / f"{backbone}.jsonl"
+    path = paths.test_instructions(dataset, backbone)
     rows = []
     if path.is_file():
         for ins in read_instructions(path, set(preds)):

@@ -3,8 +3,9 @@ test user × backbone.
 
 Reads data/processed/<ds>/{interactions,items}.parquet + stats.json (rating scale),
 data/sampled/<ds>/users.json and models/backbones/<ds>/<bb>/candidates.parquet for each of
-run.backbones. Writes data/instructions/<ds>/{train.jsonl, test/<bb>.jsonl} (one atomic
-directory) and metrics/instruct/<ds>.json. With instruct.enhance, the rating MF
+run.backbones. Writes data/instructions/train/<ds>.jsonl and data/instructions/test/<ds>/<bb>.jsonl (each
+written atomically; apart, so that SFT does not re-run when only the test prompts change) and
+metrics/instruct/<ds>.json. With instruct.enhance, the rating MF
 (recranker.backbones.rating_mf) gives cross-fitted training hints and train-only test hints.
 """
 
@@ -34,7 +35,7 @@ def _read(path, what: str, hint: str):
 
 
 def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
-    """Build the instruction files of DATASET → data/instructions/<dataset>/."""
+    """Build the instruction files of DATASET → data/instructions/{train,test}/."""
     import functools
 
     import pandas as pd
@@ -97,11 +98,12 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
     metrics: dict = {"test": {}}
     with start_run(f"instruct:{dataset}", config) as run:
         train_rows, metrics["train"] = prompts.build_training(corpus, multiset, cfg, p.seed, fit_predict)
-        with atomic_path(paths.instructions(dataset), is_dir=True) as tmp:
-            write_jsonl(tmp / "train.jsonl", train_rows)
+        write_jsonl(paths.train_instructions(dataset), train_rows)
+        test_dir = paths.test_instructions(dataset, "any").parent
+        with atomic_path(test_dir, is_dir=True) as tmp:
             for bb, c in cands.items():
                 rows = list(prompts.build_test(corpus, c, bb, cfg, p.seed))
-                write_jsonl(tmp / "test" / f"{bb}.jsonl", rows)
+                write_jsonl(tmp / f"{bb}.jsonl", rows)
                 metrics["test"][bb] = prompts.test_stats(rows)
         write_json(paths.metrics("instruct") / f"{dataset}.json", metrics)
         run.summary({"train_rows": metrics["train"]["rows"],
@@ -109,4 +111,4 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
     per_task = ", ".join(f"{t} {n}" for t, n in metrics["train"]["per_task"].items())
     tests = ", ".join(f"{bb} {m['rows']}" for bb, m in metrics["test"].items())
     typer.echo(f"instruct {dataset}: train {metrics['train']['rows']} ({per_task}); test {tests}"
-               f" → {paths.instructions(dataset)}")
+               f" → {paths.train_instructions(dataset)}, {test_dir}/")

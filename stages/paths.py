@@ -26,8 +26,13 @@ def sampled(dataset: str) -> Path:
     return DATA / "sampled" / dataset
 
 
-def instructions(dataset: str) -> Path:
-    return DATA / "instructions" / dataset
+def train_instructions(dataset: str) -> Path:
+    """One file per dataset, apart from the test prompts: SFT re-runs only when these change."""
+    return DATA / "instructions" / "train" / f"{dataset}.jsonl"
+
+
+def test_instructions(dataset: str, backbone: str) -> Path:
+    return DATA / "instructions" / "test" / dataset / f"{backbone}.jsonl"
 
 
 def preferences(dataset: str) -> Path:

@@ -1,6 +1,6 @@
 """Stage `rank`: the tuned LLM scores every test instruction of one (dataset, backbone).
 
-Reads data/instructions/<ds>/test/<bb>.jsonl, models/base/ (+ models/llm/<rank.model>/) and
+Reads data/instructions/test/<ds>/<bb>.jsonl, models/base/ (+ models/llm/<rank.model>/) and
 data/processed/<ds>/stats.json (rating scale); writes data/predictions/<ds>/<bb>/<task>.jsonl
 (one directory, atomically) and metrics/rank/<ds>/<bb>.json (counts, seconds, candidates/s).
 """
@@ -102,7 +102,7 @@ def rank(
     p = params()
     p.dataset(dataset)
     rp = p.rank
-    instructions = read_instructions(paths.instructions(dataset) / "test" / f"{backbone}.jsonl", rp.tasks)
+    instructions = read_instructions(paths.test_instructions(dataset, backbone), rp.tasks)
     by_task = {t: [ins for ins in instructions if ins.task == t] for t in rp.tasks}
     scale = rating_scale(dataset)
     sampling = Sampling(temperature=rp.sampling.temperature, top_k=rp.sampling.top_k,

@@ -68,7 +68,7 @@ def sft() -> None:
     p = params()
     records: list[dict] = []
     for ds in p.run.datasets:
-        records += read_records(paths.instructions(ds) / "train.jsonl")
+        records += read_records(paths.train_instructions(ds))
     train, evals = split_eval(records, p.llm.sft.eval_fraction, p.llm.sft.max_eval, p.seed)
     cfg = settings_from_params(p, CHECKPOINTS)
     with start_run("sft", p.llm.sft.model_dump()) as run, atomic_path(paths.llm("sft"), is_dir=True) as tmp:

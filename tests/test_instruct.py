@@ -238,17 +238,17 @@ def test_sample_and_instruct_stages_end_to_end(tmp_path, monkeypatch):
     users = json.loads((root / "data/sampled/toy/users.json").read_text())
     assert sum(u["multiplicity"] for u in users["users"]) == 30
     assert json.loads((root / "metrics/sample/toy.json").read_text())["instances"] == 30
-    out = root / "data/instructions/toy"
-    train = [json.loads(ln) for ln in (out / "train.jsonl").read_text().splitlines()]
-    test = [json.loads(ln) for ln in (out / "test/mf.jsonl").read_text().splitlines()]
+    out = root / "data/instructions"
+    train = [json.loads(ln) for ln in (out / "train/toy.jsonl").read_text().splitlines()]
+    test = [json.loads(ln) for ln in (out / "test/toy/mf.jsonl").read_text().splitlines()]
     assert len(train) == 90 and {r["task"] for r in train} == {"pointwise", "pairwise", "listwise"}
     assert all(r["meta"]["hint"] is not None for r in train + test)
     assert {r["user_id"] for r in test} == set(range(40))
     metrics = json.loads((root / "metrics/instruct/toy.json").read_text())
     assert metrics["train"]["rows"] == 90 and metrics["test"]["mf"]["rows"] == len(test)
-    before = (out / "train.jsonl").read_bytes(), (out / "test/mf.jsonl").read_bytes()
+    before = (out / "train/toy.jsonl").read_bytes(), (out / "test/toy/mf.jsonl").read_bytes()
     _run(root, monkeypatch, "instruct")
-    assert before == ((out / "train.jsonl").read_bytes(), (out / "test/mf.jsonl").read_bytes())
+    assert before == ((out / "train/toy.jsonl").read_bytes(), (out / "test/toy/mf.jsonl").read_bytes())
 
 
 def test_stage_errors_are_one_line(tmp_path, monkeypatch, capsys):

@@ -99,9 +99,9 @@ llm:
 
 def _write_inputs(root: Path) -> None:
     for ds in ("toy", "other"):
-        inst = root / "data" / "instructions" / ds
-        inst.mkdir(parents=True)
-        with (inst / "train.jsonl").open("w") as fh:
+        inst = root / "data" / "instructions" / "train"
+        inst.mkdir(parents=True, exist_ok=True)
+        with (inst / f"{ds}.jsonl").open("w") as fh:
             for i in range(6):
                 fh.write(json.dumps({"id": f"{ds}{i}", "dataset": ds, "task": "pointwise", "user_id": i,
                                      "messages": [{"role": "user", "content": f"Rate film {i} (1-5)."}],

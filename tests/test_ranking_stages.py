@@ -73,7 +73,7 @@ def make_project(root: Path, tasks=("pointwise", "pairwise", "listwise"), adapte
     )
     corpus = prompts.make_corpus(inter, items, cfg, 0)
     test_rows = list(build_test(corpus, cands, "mf", cfg, 0))
-    inst = root / "data/instructions/toy/test"
+    inst = root / "data/instructions/test/toy"
     inst.mkdir(parents=True)
     (inst / "mf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test_rows))
 
@@ -110,7 +110,7 @@ def test_rank_and_evaluate_stages(tmp_path):
     r = run(["rank", "--dataset", "toy", "--backbone", "mf"], root)
     assert r.returncode == 0, r.stderr[-3000:]
     pred = root / "data/predictions/toy/mf"
-    n_inst = len((root / "data/instructions/toy/test/mf.jsonl").read_text().splitlines())
+    n_inst = len((root / "data/instructions/test/toy/mf.jsonl").read_text().splitlines())
     rows = {t: [json.loads(x) for x in (pred / f"{t}.jsonl").read_text().splitlines()]
             for t in ("pointwise", "pairwise", "listwise")}
     assert sum(len(v) for v in rows.values()) == n_inst
@@ -145,7 +145,7 @@ def test_rank_and_evaluate_stages(tmp_path):
 @pytest.mark.slow
 def test_rank_errors_are_one_line(tmp_path):
     root = make_project(tmp_path, tasks=("pointwise",))
-    with open(root / "data/instructions/toy/test/mf.jsonl", "a") as fh:
+    with open(root / "data/instructions/test/toy/mf.jsonl", "a") as fh:
         fh.write('{"id": "x", "task": "pointwise"}\n')
     r = run(["rank", "--dataset", "toy", "--backbone", "mf"], root)
     assert r.returncode == 2
