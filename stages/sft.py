@@ -61,7 +61,9 @@ def sft() -> None:
     import datasets
 
     from recranker.io import atomic_path, write_json
-    from recranker.llm.sft import split_eval, train_sft
+    from recranker.errors import RecrankerError
+    from recranker.llm.model import load_tokenizer
+    from recranker.llm.sft import check_lengths, split_eval, train_sft
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
@@ -71,6 +73,10 @@ def sft() -> None:
         records += read_records(paths.train_instructions(ds))
     train, evals = split_eval(records, p.llm.sft.eval_fraction, p.llm.sft.max_eval, p.seed)
     cfg = settings_from_params(p, CHECKPOINTS)
+    try:
+        check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
+    except RecrankerError as err:
+        raise RecrankerError(f"llm.sft.{err}") from None
     with start_run("sft", p.llm.sft.model_dump()) as run, atomic_path(paths.llm("sft"), is_dir=True) as tmp:
         report = train_sft(paths.base_model(), train, evals, tmp, cfg)
         for point in report["curve"]:

@@ -30,7 +30,7 @@ TINY = {
     "preferences": {"n_train": 8, "n_valid": 4, "n_test": 8, "min_positives": 2, "min_negatives": 2,
                     "history_len": 8},
     "llm": {"base_model": "tiny-random",
-            "sft": {"max_steps": 2, "batch_size": 2, "max_length": 256, "save_steps": 1, "max_eval": 4},
+            "sft": {"max_steps": 2, "batch_size": 2, "max_length": 768, "save_steps": 1, "max_eval": 4},
             "dmpo": {"max_steps": 2, "batch_size": 2, "max_length": 256},
             "pref_eval": {"max_samples": 4}},
     "rank": {"tasks": ["pointwise", "pairwise", "listwise"]},

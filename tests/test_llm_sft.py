@@ -116,3 +116,17 @@ def test_full_fine_tuning_writes_a_full_model(tiny_base, tmp_path):
                                                                                 max_steps=2, lr=1e-4))
     assert (tmp_path / "full" / "config.json").exists() and not (tmp_path / "full" / "adapter_config.json").exists()
     assert report["trainable_parameters"] > 3_000_000
+
+
+def test_check_lengths_refuses_to_cut_answers(tok):
+    from recranker.llm.sft import check_lengths
+
+    short = {"id": "s", "task": "pointwise", "messages": [{"role": "user", "content": "Rate Heat."}],
+             "completion": "4"}
+    long = {"id": "l", "task": "listwise", "messages": [{"role": "user", "content": "film " * 200}],
+            "completion": "A. Heat\nB. Fargo"}
+    longest = check_lengths(tok, [short, long], 1000)
+    assert 200 < longest < 1000
+    assert check_lengths(tok, [short], 1000) < 64
+    with pytest.raises(RecrankerError, match=r"max_length=64 would cut the answer of 1 of 2 instructions \(listwise"):
+        check_lengths(tok, [short, long], 64)

@@ -37,7 +37,7 @@ class SFTParams(Strict):
     warmup_steps: int = Field(3, ge=0)  # paper: 50 of 6000 (cosine)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(384, ge=16)
+    max_length: int = Field(768, ge=16)  # listwise instructions (10 candidates, 10-item history) reach ~670 tokens
     eval_fraction: float = Field(0.05, ge=0, lt=1)
     max_eval: int = Field(32, ge=0)
     eval_steps: int = Field(0, ge=0)  # 0: evaluate only at the end

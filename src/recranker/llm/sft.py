@@ -76,6 +76,30 @@ def to_prompt_completion(record: dict[str, Any], where: str = "record") -> dict[
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
 
 
+def check_lengths(tokenizer, records: Sequence[dict], max_length: int) -> int:
+    """Raise if any record's prompt + completion exceeds ``max_length`` tokens; return the longest.
+
+    trl truncates the end of a too-long example, i.e. the answer that completion-only loss
+    trains on: such an example silently teaches nothing, so this fails loudly instead.
+    """
+    longest, over = 0, []
+    for i, r in enumerate(records):
+        ex = to_prompt_completion(r, f"record {i}")
+        n = len(tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True,
+                                              return_dict=True)["input_ids"])
+        longest = max(longest, n)
+        if n > max_length:
+            over.append((n, r.get("id", i), r.get("task", "?")))
+    if over:
+        n, rid, task = max(over)
+        tasks = sorted({t for _, _, t in over})
+        raise RecrankerError(
+            f"max_length={max_length} would cut the answer of {len(over)} of {len(records)} instructions "
+            f"({', '.join(tasks)}; longest {n} tokens, id {rid}); raise it to at least {n}"
+        )
+    return longest
+
+
 def split_eval(records: Sequence[dict], fraction: float, max_eval: int, seed: int) -> tuple[list, list]:
     """Hold out ``min(max_eval, round(fraction·n))`` records (at least one if both allow it)."""
     n = len(records)
