@@ -192,9 +192,9 @@ RECIPES: tuple[Recipe, ...] = (
             Variant("no-pe", "w/o prompt enhancement", {"instruct.enhance": False}),
         ),
         # both orders of every test pair: the report's position-consistency table compares variants.
-        # On the CPU a seeded 300 of the 943 test users (the same in every variant) keep the four
+        # On the CPU a seeded 200 of the 943 test users (the same in every variant) keep the four
         # sft + rank runs near an hour; the paper scale evaluates everyone.
-        common={**_RANK_ALL, "instruct.pairwise_both_orders": True, "instruct.max_test_users": 300},
+        common={**_RANK_ALL, "instruct.pairwise_both_orders": True, "instruct.max_test_users": 200},
         paper_common={"run.datasets": PAPER_DATASETS, "instruct.max_test_users": 0},
         cpu_cost=ABLATION_COST,
     ),
