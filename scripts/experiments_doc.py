@@ -21,7 +21,7 @@ def main() -> None:
     text = DOC.read_text()
     for r in ex.RECIPES:
         block = ex.markdown(r)
-        m = re.search(rf"^### `{re.escape(r.name)}` .*?^CPU cost: [^\n]*\n", text, re.S | re.M)
+        m = re.search(rf"^### `{re.escape(r.name)}` .*?^CPU cost: [^\n]*\n", text, re.DOTALL | re.MULTILINE)
         if m is None:
             raise SystemExit(f"{DOC}: no section for recipe {r.name}; add its heading under ## Recipes")
         end = m.end()

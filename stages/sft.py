@@ -60,8 +60,8 @@ def sft() -> None:
     """Train models/llm/sft/ (adapter + tokenizer + log); metrics/sft.json; metrics/sft_loss.csv."""
     import datasets
 
-    from recranker.io import atomic_path, write_json
     from recranker.errors import RecrankerError
+    from recranker.io import atomic_path, write_json
     from recranker.llm.model import load_tokenizer
     from recranker.llm.sft import check_lengths, split_eval, train_sft
     from recranker.tracking import start_run

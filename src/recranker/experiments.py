@@ -143,13 +143,15 @@ def _sweep(prefix: str, key: str, values: list[float], fmt: str) -> tuple[Varian
 
 
 _RANK_ALL = {"rank.tasks": ALL_TASKS}
-_EVAL_COST = ("first variant: the whole CPU pipeline with all three tasks (~1.5-2 h on 2 cores: rank "
-              "dominates, ~9.4K pointwise + ~8.5K pairwise + 943 listwise prompts); every further "
-              "variant re-runs only `evaluate` (seconds)")
-_PIPE_COST = "~1.5-2 h per variant on 2 cores (estimate: SFT ~7 min, rank with three tasks ~1-1.5 h per backbone)"
-ABLATION_COST = ("estimate ~15 min per variant on 2 cores (sft ~5 min, rank of 300 users with both pair "
-                 "orders ~9 min) → ~1 h for the four")
-_DMPO_COST = "~15-25 min per variant on 2 cores (estimate: DMPO 20 steps + pref-eval of 3 models × 50 samples)"
+# CPU costs: 2 cores, measured on the default profile (README, "Stage times"): sft 11 min,
+# rank 26 min per backbone (943 users, three tasks), dmpo 15 min, pref-eval 4 min.
+_EVAL_COST = ("first variant: what of the pipeline is not already cached (nothing after a default "
+              "`dvc repro` with all three tasks); every variant re-runs only `evaluate`: ~30 s each "
+              "including the temporary-copy overhead of `dvc exp run --temp` (measured)")
+_PIPE_COST = "~40 min per variant (measured stages: sft 11 min + rank 26 min per backbone)"
+ABLATION_COST = ("estimate ~15 min per variant on 2 cores (sft ~11 min, rank of 200 users with both pair "
+                 "orders ~5 min; the `full` variant reuses the default SFT) → ~50 min for the four")
+_DMPO_COST = "~19 min per variant (measured stages: dmpo 15 min for 20 steps at k=3, pref-eval 4 min)"
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
@@ -162,8 +164,8 @@ RECIPES: tuple[Recipe, ...] = (
         variants=(Variant("all", "RecRanker", {"run.backbones": DIRECT_BACKBONES}),),
         common={**_RANK_ALL, "run.datasets": ["ml-100k"]},
         paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost="ML-100K only: backbones ~5 min (LightGCN ~3 min, MixGCF/SGL more), then rank ~1-1.5 h per "
-                 "backbone → ~5-6 h for four backbones",
+        cpu_cost="ML-100K only: backbones a few minutes each (MF 7 s, LightGCN ~3 min), then rank 26 min "
+                 "per backbone → ~2 h for four backbones",
     ),
     Recipe(
         name="rr-table4",
@@ -174,8 +176,8 @@ RECIPES: tuple[Recipe, ...] = (
         variants=(Variant("all", "RecRanker", {"run.backbones": SEQUENTIAL_BACKBONES}),),
         common={**_RANK_ALL, "run.datasets": ["ml-100k"]},
         paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost="ML-100K only: the three sequential backbones train for tens of minutes each, then rank "
-                 "~1-1.5 h per backbone → ~5 h",
+        cpu_cost="ML-100K only: the three sequential backbones train for up to ~20 min each (SASRec: "
+                 "63 epochs), then rank 26 min per backbone → ~2.5 h",
     ),
     Recipe(
         name="rr-ablation",
@@ -248,7 +250,7 @@ RECIPES: tuple[Recipe, ...] = (
         ),
         common=_RANK_ALL,
         paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost=_PIPE_COST + " (SFT shrinks with the fraction; rank does not) → ~5 h",
+        cpu_cost=_PIPE_COST + " (SFT shrinks with the fraction; rank does not) → ~1.5 h",
         x_label="% of instructions",
     ),
     Recipe(
@@ -270,7 +272,7 @@ RECIPES: tuple[Recipe, ...] = (
                     {"llm.base_model": "meta-llama/Llama-2-13b-hf"}, x=3.0),
         ),
         common=_RANK_ALL,
-        cpu_cost="CPU: run only the first two variants (`--variant tiny --variant 135m`), ~1.5-2 h each; "
+        cpu_cost="CPU: run only the first two variants (`--variant tiny --variant 135m`), ~40 min each; "
                  "the 7B/13B variants need a GPU (and the weights on disk or hub access)",
         x_label="base model",
         notes="Without --paper-scale the 7b/13b variants use LoRA on CPU and are impractical; select "
@@ -301,7 +303,7 @@ RECIPES: tuple[Recipe, ...] = (
                           {"llm.pref_eval.models": ["base", "sft", "dmpo"],
                            "llm.pref_eval.backbones": SEQUENTIAL_BACKBONES}),),
         targets=("pref-eval", "pref-backbone"),
-        cpu_cost="the SFT branch (~10 min for instructions + SFT) then " + _DMPO_COST
+        cpu_cost="the SFT branch (~11 min) then " + _DMPO_COST
                  + "; pref-backbone runs beside it: three sequential backbone trainings on ML-100K "
                  "(tens of minutes each, as in rr-table4)",
     ),
@@ -313,7 +315,7 @@ RECIPES: tuple[Recipe, ...] = (
         variants=tuple(Variant(f"k{k}", f"k = {k}", {"llm.dmpo.k": k}, x=float(k)) for k in range(1, 6)),
         common={"preferences.k_negatives": 5},
         targets=("pref-eval",),
-        cpu_cost=_DMPO_COST + " → ~1.5-2 h",
+        cpu_cost=_DMPO_COST + " → ~1.5 h",
         x_label="negatives k",
     ),
     Recipe(
@@ -330,7 +332,7 @@ RECIPES: tuple[Recipe, ...] = (
             for sft, tag in ((True, "sft"), (False, "nosft")) for n in (20, 50, 100, 150, 200)
         ),
         targets=("pref-eval",),
-        cpu_cost=_DMPO_COST + " → ~3-4 h for the ten variants",
+        cpu_cost=_DMPO_COST + " → ~3 h for the ten variants",
         x_label="training samples",
     ),
     Recipe(
@@ -347,7 +349,7 @@ RECIPES: tuple[Recipe, ...] = (
         paper_common={"run.datasets": PAPER_DATASETS, "llm.pref_eval.datasets": PAPER_DATASETS},
         targets=("pref-eval",),
         cpu_cost="needs a second dataset (ML-1M ratings.dat is not available offline here); the SFT branch "
-                 "then runs on both datasets (~1 h) plus " + _DMPO_COST,
+                 "then runs on both datasets (~25 min) plus " + _DMPO_COST,
     ),
 )
 
@@ -401,8 +403,8 @@ def markdown(r: Recipe) -> str:
 
     lines += [f"| {v.name} | {v.label} | {sets(v, False)} | {sets(v, True)} |" for v in r.variants]
     if r.targets:
-        lines += ["", f"DVC targets: {' '.join(f'`{t}`' for t in r.targets)} (only these stages and what "
-                      "they depend on run)."]
+        targets = " ".join(f"`{t}`" for t in r.targets)
+        lines += ["", f"DVC targets: {targets} (only these stages and what they depend on run)."]
     lines += ["", f"CPU cost: {r.cpu_cost}" + ("" if r.cpu_cost.endswith(".") else ".")]
     if r.notes:
         lines += ["", r.notes]

@@ -91,7 +91,7 @@ def check_lengths(tokenizer, records: Sequence[dict], max_length: int) -> int:
         if n > max_length:
             over.append((n, r.get("id", i), r.get("task", "?")))
     if over:
-        n, rid, task = max(over)
+        n, rid, _ = max(over)
         tasks = sorted({t for _, _, t in over})
         raise RecrankerError(
             f"max_length={max_length} would cut the answer of {len(over)} of {len(records)} instructions "
