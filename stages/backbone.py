@@ -15,6 +15,20 @@ from stages import paths
 from stages.common import params
 
 
+def load_interactions(dataset: str):
+    """(prepared interactions, n_users, n_items) of DATASET; a missing file is a one-line error."""
+    import pandas as pd
+
+    from recranker.errors import RecrankerError
+
+    src = paths.processed(dataset) / "interactions.parquet"
+    try:
+        df = pd.read_parquet(src)
+    except FileNotFoundError:
+        raise RecrankerError(f"{src}: not found (run `recranker prepare --dataset {dataset}`)") from None
+    return (df, *_id_ranges(paths.processed(dataset) / "stats.json", df))
+
+
 def _id_ranges(stats_path, df) -> tuple[int, int]:
     """n_users / n_items from stats.json when it has them, else from the ids themselves."""
     try:
@@ -35,7 +49,6 @@ def backbone(
     ),
 ) -> None:
     """Train backbone MODEL on DATASET; write models/backbones/<dataset>/<model>/."""
-    import pandas as pd
     import torch
 
     from recranker.backbones import MODELS, Interactions, build
@@ -53,14 +66,7 @@ def backbone(
     hyper = bp.model(model).model_dump()
     torch.set_num_threads(bp.threads)
 
-    src = paths.processed(dataset) / "interactions.parquet"
-    try:
-        df = pd.read_parquet(src)
-    except FileNotFoundError:
-        raise RecrankerError(
-            f"{src}: not found (run `recranker prepare --dataset {dataset}`)"
-        ) from None
-    n_users, n_items = _id_ranges(paths.processed(dataset) / "stats.json", df)
+    df, n_users, n_items = load_interactions(dataset)
     data = Interactions.from_frame(df, n_users, n_items)
 
     config = {"dataset": dataset, "model": model, "seed": p.seed, "top_k": bp.top_k,

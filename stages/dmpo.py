@@ -45,9 +45,8 @@ def dmpo() -> None:
 
     from recranker.io import atomic_path, write_json
     from recranker.llm.dmpo import DMPOSettings, train_dmpo
-    from recranker.llm.sft import LoraSettings
     from recranker.tracking import start_run
-    from stages.sft import write_curve_csv
+    from stages.sft import lora_settings, write_curve_csv
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
     p = params()
@@ -62,9 +61,7 @@ def dmpo() -> None:
         batch_size=d.batch_size, grad_accum=d.grad_accum, max_length=d.max_length, save_steps=d.save_steps,
         logging_steps=d.logging_steps, bf16=p.llm.sft.bf16, checkpoint_dir=str(CHECKPOINTS),
         deepspeed=p.llm.deepspeed, init=d.init,
-        lora=(LoraSettings(r=p.llm.sft.lora.r, alpha=p.llm.sft.lora.alpha, dropout=p.llm.sft.lora.dropout,
-                           target_modules=tuple(p.llm.sft.lora.target_modules))
-              if p.llm.sft.method == "lora" else None),
+        lora=lora_settings(p) if p.llm.sft.method == "lora" else None,
     )
     with start_run("dmpo", d.model_dump()) as run, atomic_path(paths.llm("dmpo"), is_dir=True) as tmp:
         report = train_dmpo(paths.llm("sft"), paths.base_model(), records, tmp, cfg)

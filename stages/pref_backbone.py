@@ -20,10 +20,9 @@ from stages.common import params
 
 def pref_backbone() -> None:
     """metrics/pref_backbone/<ds>.json: AUC of conventional backbones on pref-eval's pairs."""
-    from recranker.errors import RecrankerError
     from recranker.io import write_json
     from recranker.tracking import start_run
-    from stages.backbone import _id_ranges
+    from stages.backbone import load_interactions
     from stages.dmpo import TEST_FILE, read_preferences, subsample
 
     p = params()
@@ -38,7 +37,6 @@ def pref_backbone() -> None:
             results[ds] = {}
             if not e.backbones:
                 continue
-            import pandas as pd
             import torch
 
             from recranker.preference_backbones import backbone_metrics, fit_and_score
@@ -47,14 +45,7 @@ def pref_backbone() -> None:
             rows = subsample(
                 read_preferences(paths.preferences(ds) / TEST_FILE, k=1), e.max_samples, p.seed
             )
-            src = paths.processed(ds) / "interactions.parquet"
-            try:
-                df = pd.read_parquet(src)
-            except FileNotFoundError:
-                raise RecrankerError(
-                    f"{src}: not found (run `recranker prepare --dataset {ds}`)"
-                ) from None
-            n_users, n_items = _id_ranges(paths.processed(ds) / "stats.json", df)
+            df, n_users, n_items = load_interactions(ds)
             for name in e.backbones:
                 scored, fit = fit_and_score(
                     name, df, rows, n_users, n_items, bp.model(name).model_dump(),

@@ -24,15 +24,22 @@ def read_records(path: Path) -> list[dict]:
     return rows
 
 
+def lora_settings(p):
+    """llm.sft.lora as the library's LoraSettings (also the adapter of DMPO with init=base)."""
+    from recranker.llm.sft import LoraSettings
+
+    lo = p.llm.sft.lora
+    return LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout, target_modules=tuple(lo.target_modules))
+
+
 def settings_from_params(p, checkpoint_dir: Path):
-    from recranker.llm.sft import LoraSettings, SFTSettings
+    from recranker.llm.sft import SFTSettings
 
     s = p.llm.sft
     return SFTSettings(
         seed=p.seed,
         method=s.method,
-        lora=LoraSettings(r=s.lora.r, alpha=s.lora.alpha, dropout=s.lora.dropout,
-                          target_modules=tuple(s.lora.target_modules)),
+        lora=lora_settings(p),
         max_steps=s.max_steps,
         lr=s.lr,
         warmup_steps=s.warmup_steps,
