@@ -1,16 +1,21 @@
 """Ranking throughput: our scorer vs the naive way, on ML-100K test instructions.
 
 (a) ours: answers read from next-token probabilities (`hf` backend: one prefix per user,
-    cached; batched suffixes sorted by length; logits of the last position only);
+    cached; batched suffixes sorted by length; logits of the last position only), in fp32 and
+    bf16 in one process, and as the `rank` stage runs it by default: bf16, both tasks in one
+    call (a user's history encoded once for both), ``rank.workers`` single-thread processes;
 (b) naive: one ``generate`` call per prompt (greedy, a few new tokens) and the answer parsed
-    from the text.
+    from the text, in fp32 (transformers' default) and bf16.
 
+Both use the pipeline's models (models/base with the SFT adapter of models/llm/sft merged).
 Reports candidates/s for pointwise and pairwise (one candidate judgement per prompt), the
-speed-up, tokens/s, peak RSS, the CPU's measured 2048² matmul peak and the fraction of it
-reached, and how far bf16 scores move from fp32 ones. Writes benchmarks/results/rank_throughput.json.
+speed-up of the rank configuration over naive fp32 and the same-dtype ratios, tokens/s, peak
+RSS, the CPU's measured 2048² matmul peak and the fraction of it reached, and how far bf16
+scores move from fp32 ones. Writes benchmarks/results/rank_throughput.json.
 
     python benchmarks/rank_throughput.py [--instructions data/instructions/test/ml-100k/mf.jsonl]
-        [--base models/base] [--users 10] [--naive 20] [--threads 2]
+        [--base models/base] [--adapter models/llm/sft] [--users 40] [--naive 20] [--threads 2]
+        [--workers 2]
 
 Without the instructions file, ML-100K test instructions are built on the fly from
 $RECRANKER_DATA (or ../shared/data) with most-popular candidates (the instruction builder
@@ -81,18 +86,32 @@ def load_instructions(path: Path | None, n_users: int):
     return [i for i in ins if i.user_id in keep], source
 
 
-def load_model(base: Path | None, dtype: str):
-    from recranker.llm.backends.hf import half_body_fp32_head
-    from recranker.llm.model import OFFLINE_DEFAULT, load_tokenizer
-    from recranker.llm.model import load_model as load
+def model_dirs(base: Path | None, adapter: Path | None) -> tuple[str, str | None]:
+    """(base, adapter) directories: the pipeline's models when present, else the offline default."""
+    from recranker.llm.model import OFFLINE_DEFAULT
 
     src = str(base) if base is not None and base.is_dir() else OFFLINE_DEFAULT
+    return src, str(adapter) if adapter is not None and adapter.is_dir() else None
+
+
+def load_model(src: str, adapter: str | None, dtype: str):
+    from recranker.llm.backends.hf import load_hf
+
+    return load_hf(src, adapter, dtype) if adapter else _load_plain(src, dtype)
+
+
+def _load_plain(src: str, dtype: str):
+    """The offline default has no saved directory to give load_hf: load it, then cast."""
     import torch
+
+    from recranker.llm.backends.hf import half_body_fp32_head
+    from recranker.llm.model import load_model as load
+    from recranker.llm.model import load_tokenizer
 
     model, tok = load(src, dtype=torch.float32), load_tokenizer(src)
     if dtype != "float32":
         model = half_body_fp32_head(model, getattr(torch, dtype))
-    return model.eval(), tok, src
+    return model.eval(), tok
 
 
 def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
@@ -115,32 +134,36 @@ def body_params(model) -> int:
     return sum(p.numel() for p in model.parameters()) - emb
 
 
-def run_ours(model, tok, instructions, batch_size: int) -> dict:
-    from recranker.llm.backends.hf import HFBackend
+def _timed(backend, todo: dict) -> tuple[dict, dict]:
     from recranker.prompts.text import RatingScale
     from recranker.ranking import run_tasks
 
+    backend.encode_many([p for v in todo.values() for p in _prompts(v)])  # tokenizing is not scoring
+    st = backend.scorer.stats
+    tok0, comp0 = st.prompt_tokens, st.computed_tokens
+    t = time.perf_counter()
+    res = run_tasks(backend, todo, scale=RatingScale(1, 5))
+    secs = time.perf_counter() - t
+    n = sum(len(v) for v in todo.values())
+    prompt_tokens, computed = st.prompt_tokens - tok0, st.computed_tokens - comp0
+    return {"prompts": n, "seconds": secs, "cands_per_s": n / secs, "prompt_tokens": prompt_tokens,
+            "computed_tokens": computed, "computed_tokens_per_s": computed / secs,
+            "computed_tokens_per_cand": computed / n}, res
+
+
+def run_ours(backend, instructions) -> dict:
+    """Each task alone (per-task rates), then both in one call as the `rank` stage runs them
+    (each user's history prefix encoded once for both tasks)."""
+    first = instructions[0].user_id
+    _timed(backend, {t: [i for i in instructions if i.task == t and i.user_id == first]
+                     for t in ("pointwise", "pairwise")})  # warm-up (kernel selection), not timed
     out = {}
     for task in ("pointwise", "pairwise"):
-        todo = {task: [i for i in instructions if i.task == task]}
-        backend = HFBackend(model, tok, batch_size=batch_size)
-        backend.encode_many([p for v in todo.values() for p in _prompts(v)])  # tokenizing is not scoring
-        t = time.perf_counter()
-        res = run_tasks(backend, todo, scale=RatingScale(1, 5))
-        secs = time.perf_counter() - t
-        n = sum(len(v) for v in todo.values())
-        st = backend.scorer.stats
-        out[task] = {"prompts": n, "seconds": secs, "cands_per_s": n / secs,
-                     "prompt_tokens": st.prompt_tokens, "computed_tokens": st.computed_tokens,
-                     "prompt_tokens_per_s": st.prompt_tokens / secs,
-                     "computed_tokens_per_s": st.computed_tokens / secs,
-                     "scores": [r["scores"][0] for r in res[task][0]]}
-        print(f"  ours {task}: {n} prompts in {secs:.1f}s", file=sys.stderr, flush=True)
-    joint = {k: out["pointwise"][k] + out["pairwise"][k]
-             for k in ("prompts", "seconds", "prompt_tokens", "computed_tokens")}
-    joint["computed_tokens_per_s"] = joint["computed_tokens"] / joint["seconds"]
-    joint["prompt_tokens_per_s"] = joint["prompt_tokens"] / joint["seconds"]
-    out["both"] = joint
+        r, res = _timed(backend, {task: [i for i in instructions if i.task == task]})
+        r["scores"] = [row["scores"][0] for row in res[task][0]]
+        out[task] = r
+        print(f"  ours {task}: {r['prompts']} prompts in {r['seconds']:.1f}s", file=sys.stderr, flush=True)
+    out["both"], _ = _timed(backend, {t: [i for i in instructions if i.task == t] for t in ("pointwise", "pairwise")})
     return out
 
 
@@ -160,6 +183,11 @@ def run_naive(model, tok, instructions, n: int, max_new_tokens: int = 4) -> dict
     for task in ("pointwise", "pairwise"):
         todo = [i for i in instructions if i.task == task][:n]
         parsed, tokens = 0, 0
+        with torch.inference_mode():  # warm-up, not timed
+            ids = torch.tensor([encode_chat(tok, todo[0].messages)])
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                           max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                           temperature=None, top_p=None, top_k=None)
         t = time.perf_counter()
         with torch.inference_mode():
             for ins in todo:
@@ -206,59 +234,90 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--instructions", type=Path, default=ROOT / "data/instructions/test/ml-100k/mf.jsonl")
     ap.add_argument("--base", type=Path, default=ROOT / "models/base")
-    ap.add_argument("--users", type=int, default=10)
+    ap.add_argument("--adapter", type=Path, default=ROOT / "models/llm/sft",
+                    help="the tuned adapter the rank stage uses (skipped when absent)")
+    ap.add_argument("--users", type=int, default=40)
     ap.add_argument("--naive", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="rank.workers of the pipeline configuration")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rank_throughput.json")
     args = ap.parse_args()
 
     import torch
 
+    from recranker.llm.backends.hf import HFBackend
+
     torch.set_num_threads(args.threads)
     instructions, source = load_instructions(args.instructions, args.users)
+    src, adapter = model_dirs(args.base, args.adapter)
+    if not Path(src).is_dir():
+        raise SystemExit(f"{args.base}: no saved base model (run `dvc repro base-model`); the worker "
+                         "processes of the rank configuration load it from a directory")
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     result: dict = {"command": "python benchmarks/rank_throughput.py " + " ".join(sys.argv[1:]),
                     "instructions": source, "users": len({i.user_id for i in instructions}),
-                    "threads": args.threads, "cpu": platform.processor() or platform.machine(),
+                    "prompts": len(instructions), "threads": args.threads, "model": src, "adapter": adapter,
+                    "cpu": platform.processor() or platform.machine(),
                     "matmul_2048_gflops": {"float32": peak32, "bfloat16": peak16}}
-    ours, scores = {}, {}
+    ours, naive, scores = {}, {}, {}
     for dtype in ("float32", "bfloat16"):
-        model, tok, src = load_model(args.base, dtype)
-        r = run_ours(model, tok, instructions, args.batch_size)
+        model, tok = load_model(src, adapter, dtype)
+        r = run_ours(HFBackend(model, tok, batch_size=args.batch_size), instructions)
         scores[dtype] = {t: r[t].pop("scores") for t in ("pointwise", "pairwise")}
         flops = 2 * body_params(model) * r["both"]["computed_tokens"]
         r["both"]["gflops"] = flops / r["both"]["seconds"] / 1e9
-        peak = peak32 if dtype == "float32" else peak16
-        r["both"]["fraction_of_matmul_peak"] = r["both"]["gflops"] / peak
+        r["both"]["fraction_of_matmul_peak"] = r["both"]["gflops"] / (peak32 if dtype == "float32" else peak16)
         ours[dtype] = r
-        if dtype == "float32":
-            naive = run_naive(model, tok, instructions, args.naive)
-            print(f"  naive: {naive['pointwise']['seconds'] + naive['pairwise']['seconds']:.1f}s",
-                  file=sys.stderr, flush=True)
+        naive[dtype] = run_naive(model, tok, instructions, args.naive)
+        print(f"  naive {dtype}: {naive[dtype]['pointwise']['seconds'] + naive[dtype]['pairwise']['seconds']:.1f}s",
+              file=sys.stderr, flush=True)
         del model
-    result.update(model=src, ours=ours, naive=naive, bf16_vs_fp32=bf16_vs_fp32(instructions, *scores.values()))
-    best = "bfloat16" if ours["bfloat16"]["pointwise"]["cands_per_s"] > ours["float32"]["pointwise"]["cands_per_s"] else "float32"
-    result["speedup"] = ours["float32"]["pointwise"]["cands_per_s"] / naive["pointwise"]["cands_per_s"]
-    result["speedup_pairwise"] = ours["float32"]["pairwise"]["cands_per_s"] / naive["pairwise"]["cands_per_s"]
-    result["speedup_bf16"] = ours["bfloat16"]["pointwise"]["cands_per_s"] / naive["pointwise"]["cands_per_s"]
-    result["ours_cands_per_s"] = ours["float32"]["pointwise"]["cands_per_s"]
-    result["ours_cands_per_s_bf16"] = ours["bfloat16"]["pointwise"]["cands_per_s"]
-    result["naive_cands_per_s"] = naive["pointwise"]["cands_per_s"]
-    result["fastest_dtype"] = best
+    with HFBackend.from_dirs(src, adapter, "bfloat16", batch_size=args.batch_size, workers=args.workers,
+                             threads=max(1, args.threads // args.workers)) as backend:
+        # Chunks of 2 users, so that a few dozen users spread over the workers as evenly as the
+        # rank stage's 943 users do in chunks of 8; one warm-up chunk per worker, not timed.
+        backend.scorer.chunk_groups = 2
+        warm = sorted({i.user_id for i in instructions})[: 2 * args.workers]
+        _timed(backend, {"pointwise": [i for i in instructions if i.task == "pointwise" and i.user_id in warm]})
+        pipeline, _ = _timed(backend, {t: [i for i in instructions if i.task == t] for t in ("pointwise", "pairwise")})
+    pipeline["workers"] = args.workers
+    result.update(ours=ours, pipeline=pipeline, naive=naive,
+                  bf16_vs_fp32=bf16_vs_fp32(instructions, *scores.values()))
+
+    def rate(x):  # candidate judgements per second over both tasks
+        return x["prompts"] / x["seconds"]
+
+    naive32 = {"prompts": sum(naive["float32"][t]["prompts"] for t in ("pointwise", "pairwise")),
+               "seconds": sum(naive["float32"][t]["seconds"] for t in ("pointwise", "pairwise"))}
+    naive16 = {"prompts": sum(naive["bfloat16"][t]["prompts"] for t in ("pointwise", "pairwise")),
+               "seconds": sum(naive["bfloat16"][t]["seconds"] for t in ("pointwise", "pairwise"))}
+    # Headline: the `rank` stage's configuration against the naive way with transformers' default
+    # dtype; the same-dtype ratios say how much is the scorer alone.
+    result["ours_cands_per_s"] = rate(pipeline)
+    result["naive_cands_per_s"] = rate(naive32)
+    result["speedup"] = rate(pipeline) / rate(naive32)
+    result["speedup_same_dtype"] = {"float32 (1 process)": rate(ours["float32"]["both"]) / rate(naive32),
+                                    "bfloat16 (1 process)": rate(ours["bfloat16"]["both"]) / rate(naive16),
+                                    f"bfloat16 ({args.workers} workers)": rate(pipeline) / rate(naive16)}
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["load_average"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
-    print(f"{'':22s}{'pointwise c/s':>15s}{'pairwise c/s':>15s}{'tok/s (computed)':>18s}")
+    print(f"{'candidates/s':34s}{'pointwise':>11s}{'pairwise':>10s}{'both':>8s}{'computed tok/s':>16s}")
     for dtype, o in ours.items():
-        print(f"ours {dtype:17s}{o['pointwise']['cands_per_s']:15.2f}{o['pairwise']['cands_per_s']:15.2f}"
-              f"{o['both']['computed_tokens_per_s']:18.0f}")
-    print(f"{'naive float32':22s}{naive['pointwise']['cands_per_s']:15.2f}{naive['pairwise']['cands_per_s']:15.2f}")
-    print(f"speedup (fp32) {result['speedup']:.1f}x pointwise, {result['speedup_pairwise']:.1f}x pairwise; "
-          f"bf16 {result['speedup_bf16']:.1f}x; matmul peak {peak32:.0f}/{peak16:.0f} GFLOP/s fp32/bf16; "
-          f"peak RSS {result['peak_rss_mb']:.0f} MB → {args.out}")
+        print(f"{'ours ' + dtype + ' (1 process)':34s}{o['pointwise']['cands_per_s']:11.2f}"
+              f"{o['pairwise']['cands_per_s']:10.2f}{rate(o['both']):8.2f}{o['both']['computed_tokens_per_s']:16.0f}")
+    print(f"{f'ours bfloat16 ({args.workers} workers) = rank':34s}{'':11s}{'':10s}{rate(pipeline):8.2f}"
+          f"{pipeline['computed_tokens_per_s']:16.0f}")
+    for dtype, nv in (("float32", naive32), ("bfloat16", naive16)):
+        print(f"{'naive ' + dtype:34s}{naive[dtype]['pointwise']['cands_per_s']:11.2f}"
+              f"{naive[dtype]['pairwise']['cands_per_s']:10.2f}{rate(nv):8.2f}")
+    same = ", ".join(f"{k} {v:.1f}x" for k, v in result["speedup_same_dtype"].items())
+    print(f"speedup {result['speedup']:.1f}x (rank configuration vs naive float32); same dtype: {same}; "
+          f"matmul peak {peak32:.0f}/{peak16:.0f} GFLOP/s fp32/bf16; peak RSS {result['peak_rss_mb']:.0f} MB"
+          f" -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) ->
     from recranker.llm.sft import SFTSettings, train_sft
 
     names = titles()
-    common = dict(seed=0, max_steps=steps, warmup_steps=0, bf16=bf16, save_steps=10_000, max_length=384,
-                  checkpoint_dir=str(work / "ckpt"))
+    common = {"seed": 0, "max_steps": steps, "warmup_steps": 0, "bf16": bf16, "save_steps": 10_000,
+              "max_length": 384, "checkpoint_dir": str(work / "ckpt")}
     if kind == "sft":
         recs = [{"messages": prompt(i, names), "completion": str(1 + i % 5)} for i in range(4 * steps)]
         rep = train_sft(base, recs, [], work / "out", SFTSettings(batch_size=4, **common))

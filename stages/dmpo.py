@@ -59,7 +59,7 @@ def dmpo() -> None:
     cfg = DMPOSettings(
         seed=p.seed, beta=d.beta, k=d.k, max_steps=d.max_steps, lr=d.lr, warmup_steps=d.warmup_steps,
         batch_size=d.batch_size, grad_accum=d.grad_accum, max_length=d.max_length, save_steps=d.save_steps,
-        logging_steps=d.logging_steps, bf16=p.llm.sft.bf16, checkpoint_dir=str(CHECKPOINTS),
+        logging_steps=d.logging_steps, bf16=d.bf16, checkpoint_dir=str(CHECKPOINTS),
         deepspeed=p.llm.deepspeed, init=d.init,
         lora=lora_settings(p) if p.llm.sft.method == "lora" else None,
     )

@@ -15,13 +15,10 @@ EXPLAIN_JSON = paths.METRICS / "pref_explain.json"
 EXPLAIN_PNG = paths.METRICS / "pref_explain.png"
 
 
-def _load(name: str):
-    from recranker.llm.model import load_model, load_tuned
+def _load(name: str, dtype: str):
+    from recranker.llm.backends.hf import load_hf
 
-    base = paths.base_model()
-    if name == "base":
-        return load_model(str(base))
-    return load_tuned(paths.llm(name), base, merge=True)
+    return load_hf(paths.base_model(), None if name == "base" else paths.llm(name), dtype)[0]
 
 
 def pref_eval() -> None:
@@ -49,7 +46,7 @@ def pref_eval() -> None:
     results: dict = {ds: {"domain": "in-domain" if ds in trained_on else "cross-domain"} for ds in eval_sets}
     with start_run("pref-eval", e.model_dump()) as run:
         for name in e.models:
-            model = _load(name)
+            model = _load(name, e.dtype)
             for ds, rows in eval_sets.items():
                 scored = score_records(model, tokenizer, rows, batch_size=e.batch_size, max_length=e.max_length)
                 results[ds][name] = preference_metrics(scored)
@@ -61,7 +58,7 @@ def pref_eval() -> None:
         explanations = []
         if e.explain_samples and {"sft", "dmpo"} <= set(e.models):
             ds = next(iter(eval_sets))
-            models = {"sft": _load("sft"), "dmpo": _load("dmpo")}  # before / after DMPO
+            models = {"sft": _load("sft", e.dtype), "dmpo": _load("dmpo", e.dtype)}  # before / after DMPO
             explanations = explain(models, tokenizer, eval_sets[ds][: e.explain_samples], max_length=e.max_length)
             for ex in explanations:
                 ex["dataset"] = ds

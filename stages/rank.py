@@ -64,9 +64,11 @@ def make_backend(p, progress: bool = True):
 
         if rp.threads:
             torch.set_num_threads(rp.threads)
+        workers = 1 if torch.cuda.is_available() else min(rp.workers, torch.get_num_threads())
         return HFBackend.from_dirs(
             paths.base_model(), tuned_dir(rp.model), dtype=rp.dtype,
             batch_size=rp.batch_size, min_prefix=rp.min_prefix, progress=progress,
+            workers=workers, threads=torch.get_num_threads() // workers,
         )
     if rp.backend == "openai":
         from recranker.llm.backends.openai import OpenAIBackend
@@ -115,7 +117,8 @@ def rank(
         secs = time.perf_counter() - t0
         n_cands = sum(len(ins.candidates) for ins in instructions)
         metrics: dict = {
-            "backend": rp.backend, "model": rp.model, "dtype": rp.dtype, "seconds": round(secs, 3),
+            "backend": rp.backend, "model": rp.model, "dtype": rp.dtype,
+            "workers": getattr(getattr(backend, "scorer", None), "workers", 1), "seconds": round(secs, 3),
             "instructions": len(instructions), "users": len({ins.user_id for ins in instructions}),
             "candidates": n_cands, "candidates_per_s": round(n_cands / secs, 3) if secs > 0 else None,
             "prompts_per_s": round(len(instructions) / secs, 3) if secs > 0 else None, "tasks": {},

@@ -51,6 +51,7 @@ def settings_from_params(p, checkpoint_dir: Path):
         logging_steps=s.logging_steps,
         weight_decay=s.weight_decay,
         bf16=s.bf16,
+        group_by_length=s.group_by_length,
         checkpoint_dir=str(checkpoint_dir),
         deepspeed=p.llm.deepspeed,
     )

@@ -160,3 +160,21 @@ def test_multi_token_labels_are_scored_as_complete_answers(tok, hf):
     end = tok.decode([hf.end_token_id()])
     want = hf.continuation_logprobs(p, [["9" + end, "10" + end]])[0]
     np.testing.assert_allclose(row, want, atol=1e-6)
+
+
+def test_worker_processes_score_like_one_process(tiny_base):
+    """rank.workers: the sharded scorer returns the same answers, in order, for grouped and
+    ungrouped prompts, and counts the same computed tokens."""
+    ps = prompts(n_users=5, n=3) + [Prompt.from_messages([{"role": "user", "content": "Rate Heat. Answer 1-5."}])]
+    labels = ["1", "2", "3", "4", "5"]
+    one = HFBackend.from_dirs(tiny_base, batch_size=4, min_prefix=4)
+    with HFBackend.from_dirs(tiny_base, batch_size=4, min_prefix=4, workers=2, threads=1) as two:
+        two.scorer.chunk_groups = 2  # several chunks per worker
+        got = two.label_logprobs(ps, labels)
+        assert two.scorer._pool is not None  # really scored in worker processes
+        cont = two.continuation_logprobs(ps[:2], [["4", "5"], ["1"]])
+    np.testing.assert_allclose(got, one.label_logprobs(ps, labels), atol=1e-5, rtol=0)
+    for a, b in zip(cont, one.continuation_logprobs(ps[:2], [["4", "5"], ["1"]])):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    assert two.scorer.stats.computed_tokens == one.scorer.stats.computed_tokens
+    assert two.scorer._pool is None  # closed with the backend

@@ -39,8 +39,8 @@ def prefs(n: int, k: int = 3) -> list[dict]:
 
 
 def settings(tmp_path: Path, **kw) -> DMPOSettings:
-    base = dict(seed=0, k=3, max_steps=4, batch_size=2, max_length=96, lr=1e-2, warmup_steps=0, save_steps=100,
-                checkpoint_dir=str(tmp_path / "ckpt"))
+    base = {"seed": 0, "k": 3, "max_steps": 4, "batch_size": 2, "max_length": 96, "lr": 1e-2,
+            "warmup_steps": 0, "save_steps": 100, "checkpoint_dir": str(tmp_path / "ckpt")}
     return DMPOSettings(**{**base, **kw})
 
 

@@ -60,8 +60,8 @@ def test_split_eval_is_seeded_and_disjoint():
 
 
 def settings(ckpt: Path, **kw) -> SFTSettings:
-    base = dict(seed=3, max_steps=4, save_steps=2, batch_size=2, max_length=128, lr=5e-3, warmup_steps=1,
-                checkpoint_dir=str(ckpt))
+    base = {"seed": 3, "max_steps": 4, "save_steps": 2, "batch_size": 2, "max_length": 128, "lr": 5e-3,
+            "warmup_steps": 1, "checkpoint_dir": str(ckpt)}
     return SFTSettings(**{**base, **kw})
 
 
@@ -130,3 +130,26 @@ def test_check_lengths_refuses_to_cut_answers(tok):
     assert check_lengths(tok, [short], 1000) < 64
     with pytest.raises(RecrankerError, match=r"max_length=64 would cut the answer of 1 of 2 instructions \(listwise"):
         check_lengths(tok, [short, long], 64)
+
+
+def test_length_grouped_batches_keep_the_random_draw():
+    """group_by_length changes how drawn examples are batched, never which are drawn: a short run
+    sees the task mix random batches would (LengthGroupedSampler would front-load long ones)."""
+    import numpy as np
+
+    from recranker.llm.sft import length_grouped
+
+    recs = [{"id": i, "task": "listwise" if i % 3 == 0 else "pointwise",
+             "messages": [{"role": "user", "content": "x" * (600 if i % 3 == 0 else 250 + i % 7)}],
+             "completion": "4"} for i in range(600)]
+    out = length_grouped(recs, batch_size=4, n_examples=120, seed=5)
+    drawn = np.random.default_rng(5).permutation(600)[:120]
+    assert sorted(r["id"] for r in out) == sorted(drawn.tolist())
+    batches = [out[s : s + 4] for s in range(0, 120, 4)]
+    assert sum(len({r["task"] for r in b}) > 1 for b in batches) <= 1  # one mixed batch at most
+    long_first = [b[0]["task"] == "listwise" for b in batches]
+    assert long_first != sorted(long_first, reverse=True)  # long batches are not all first
+    assert length_grouped(recs, 4, 120, 5) == out
+    # more steps than records: whole shuffled passes, each record once per pass
+    many = length_grouped(recs[:10], batch_size=4, n_examples=25, seed=1)
+    assert len(many) == 25 and all(sum(r is x for x in many) >= 2 for r in recs[:10])

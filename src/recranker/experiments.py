@@ -143,15 +143,15 @@ def _sweep(prefix: str, key: str, values: list[float], fmt: str) -> tuple[Varian
 
 
 _RANK_ALL = {"rank.tasks": ALL_TASKS}
-# CPU costs: 2 cores, measured on the default profile (README, "Stage times"): sft 11 min,
-# rank 26 min per backbone (943 users, three tasks), dmpo 15 min, pref-eval 4 min.
+# CPU costs: 2 cores, measured on the default profile (README, "Stage times"): sft 7 min,
+# rank 19 min per backbone (943 users, three tasks), dmpo 9 min, pref-eval 3 min.
 _EVAL_COST = ("first variant: what of the pipeline is not already cached (nothing after a default "
               "`dvc repro` with all three tasks); every variant re-runs only `evaluate`: ~30 s each "
               "including the temporary-copy overhead of `dvc exp run --temp` (measured)")
-_PIPE_COST = "~40 min per variant (measured stages: sft 11 min + rank 26 min per backbone)"
-ABLATION_COST = ("estimate ~15 min per variant on 2 cores (sft ~11 min, rank of 200 users with both pair "
-                 "orders ~5 min; the `full` variant reuses the default SFT) → ~50 min for the four")
-_DMPO_COST = "~19 min per variant (measured stages: dmpo 15 min for 20 steps at k=3, pref-eval 4 min)"
+_PIPE_COST = "~27 min per variant (measured stages: sft 7 min + rank 19 min per backbone)"
+ABLATION_COST = ("estimate ~12 min per variant on 2 cores (sft ~7 min, rank of 200 users with both pair "
+                 "orders ~5 min; the `full` variant reuses the default SFT) → ~45 min for the four")
+_DMPO_COST = "~12 min per variant (measured stages: dmpo 9 min for 20 steps at k=3, pref-eval 3 min)"
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
@@ -164,8 +164,8 @@ RECIPES: tuple[Recipe, ...] = (
         variants=(Variant("all", "RecRanker", {"run.backbones": DIRECT_BACKBONES}),),
         common={**_RANK_ALL, "run.datasets": ["ml-100k"]},
         paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost="ML-100K only: backbones a few minutes each (MF 7 s, LightGCN ~3 min), then rank 26 min "
-                 "per backbone → ~2 h for four backbones",
+        cpu_cost="ML-100K only: backbones a few minutes each (MF 7 s, LightGCN ~3 min), then rank 19 min "
+                 "per backbone → ~1.5 h for four backbones",
     ),
     Recipe(
         name="rr-table4",
@@ -177,7 +177,7 @@ RECIPES: tuple[Recipe, ...] = (
         common={**_RANK_ALL, "run.datasets": ["ml-100k"]},
         paper_common={"run.datasets": PAPER_DATASETS},
         cpu_cost="ML-100K only: the three sequential backbones train for up to ~20 min each (SASRec: "
-                 "63 epochs), then rank 26 min per backbone → ~2.5 h",
+                 "63 epochs), then rank 19 min per backbone → ~2 h",
     ),
     Recipe(
         name="rr-ablation",
@@ -250,7 +250,7 @@ RECIPES: tuple[Recipe, ...] = (
         ),
         common=_RANK_ALL,
         paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost=_PIPE_COST + " (SFT shrinks with the fraction; rank does not) → ~1.5 h",
+        cpu_cost=_PIPE_COST + " (SFT shrinks with the fraction; rank does not) → ~1.3 h",
         x_label="% of instructions",
     ),
     Recipe(
@@ -272,7 +272,7 @@ RECIPES: tuple[Recipe, ...] = (
                     {"llm.base_model": "meta-llama/Llama-2-13b-hf"}, x=3.0),
         ),
         common=_RANK_ALL,
-        cpu_cost="CPU: run only the first two variants (`--variant tiny --variant 135m`), ~40 min each; "
+        cpu_cost="CPU: run only the first two variants (`--variant tiny --variant 135m`), ~30 min each; "
                  "the 7B/13B variants need a GPU (and the weights on disk or hub access)",
         x_label="base model",
         notes="Without --paper-scale the 7b/13b variants use LoRA on CPU and are impractical; select "
@@ -303,7 +303,7 @@ RECIPES: tuple[Recipe, ...] = (
                           {"llm.pref_eval.models": ["base", "sft", "dmpo"],
                            "llm.pref_eval.backbones": SEQUENTIAL_BACKBONES}),),
         targets=("pref-eval", "pref-backbone"),
-        cpu_cost="the SFT branch (~11 min) then " + _DMPO_COST
+        cpu_cost="the SFT branch (~7 min) then " + _DMPO_COST
                  + "; pref-backbone runs beside it: three sequential backbone trainings on ML-100K "
                  "(tens of minutes each, as in rr-table4)",
     ),
@@ -315,7 +315,7 @@ RECIPES: tuple[Recipe, ...] = (
         variants=tuple(Variant(f"k{k}", f"k = {k}", {"llm.dmpo.k": k}, x=float(k)) for k in range(1, 6)),
         common={"preferences.k_negatives": 5},
         targets=("pref-eval",),
-        cpu_cost=_DMPO_COST + " → ~1.5 h",
+        cpu_cost=_DMPO_COST + " → ~1 h",
         x_label="negatives k",
     ),
     Recipe(
@@ -332,7 +332,7 @@ RECIPES: tuple[Recipe, ...] = (
             for sft, tag in ((True, "sft"), (False, "nosft")) for n in (20, 50, 100, 150, 200)
         ),
         targets=("pref-eval",),
-        cpu_cost=_DMPO_COST + " → ~3 h for the ten variants",
+        cpu_cost=_DMPO_COST + " → ~2 h for the ten variants",
         x_label="training samples",
     ),
     Recipe(

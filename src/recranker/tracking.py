@@ -9,7 +9,7 @@ by the stages, so nothing here is on the critical path.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Self
 
 
 class Run:
@@ -51,7 +51,7 @@ class Run:
             self._wb.finish()
             self._wb = None
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

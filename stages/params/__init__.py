@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from recranker.errors import RecrankerError
 
+from .backbone import BackboneParams
 from .base import Strict
 from .data import DatasetParams
-from .backbone import BackboneParams
 from .instruct import InstructParams, PreferenceParams, SamplingParams
 from .llm import LLMParams
 from .rank import EvaluateParams, RankParams

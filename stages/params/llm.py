@@ -45,6 +45,7 @@ class SFTParams(Strict):
     logging_steps: int = Field(1, ge=1)
     weight_decay: float = Field(0.0, ge=0)
     bf16: bool = False  # autocast; see benchmarks/training.py for the measured trade-off
+    group_by_length: bool = True  # batches of similar lengths: less padding (listwise ~2x longer)
 
 
 class DMPOParams(Strict):
@@ -63,6 +64,8 @@ class DMPOParams(Strict):
     # Where policy and reference start: the SFT model, or the base model with a fresh adapter
     # shaped like llm.sft.lora (full fine-tuning if llm.sft.method is "full") — "without SFT".
     init: Literal["sft", "base"] = "sft"
+    # autocast: 1.86x faster on this CPU, first-steps loss within .014 of fp32 (benchmarks/training.py)
+    bf16: bool = True
 
 
 class PrefEvalParams(Strict):
@@ -77,6 +80,8 @@ class PrefEvalParams(Strict):
     # training data (llm.dmpo.datasets) is reported as cross-domain.
     datasets: list[str] = []
     explain_samples: int = Field(3, ge=0)
+    # bf16 body, fp32 final norm and LM head (as rank.dtype)
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
     # Conventional backbones scored on the same pairs (DMPO Table 2) by the stage `pref-backbone`:
     # each is trained by that stage with its backbone.<name> hyper-parameters on the leakage-free
     # data (the test users' interactions from their preference positive on removed). Empty = skip,

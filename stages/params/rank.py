@@ -49,7 +49,11 @@ class RankParams(Strict):
     # bf16 halves ranking time on CPUs with avx512_bf16; the final norm and LM head stay fp32
     # (benchmarks/rank_throughput.py measures the agreement with fp32).
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    threads: int = Field(0, ge=0)  # torch threads for the hf backend; 0 = torch's default
+    threads: int = Field(0, ge=0)  # torch threads for the hf backend, all workers together; 0 = torch's default
+    # hf backend on a CPU: score users in this many processes, threads/workers torch threads each
+    # (two 1-thread workers beat one 2-thread process by 13% on 2 cores: small matmuls scale
+    # poorly across threads). Ignored on a GPU.
+    workers: int = Field(2, ge=1)
     batch_size: int = Field(16, ge=1)  # candidate suffixes per forward pass
     min_prefix: int = Field(16, ge=1)  # shortest shared prefix worth caching (tokens)
     rating_mode: Literal["expected", "argmax"] = "expected"

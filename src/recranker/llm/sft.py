@@ -48,6 +48,9 @@ class TrainSettings:
     logging_steps: int = 1
     weight_decay: float = 0.0
     bf16: bool = False
+    # Batches of similar lengths (see length_grouped): listwise instructions are about twice as
+    # long as the others, and a random batch pads every row to its longest one. SFT only.
+    group_by_length: bool = False
     report_to: tuple[str, ...] = ()  # e.g. ("wandb",) when tracking is on
     checkpoint_dir: str | None = None  # where resumable checkpoints live; None: a temp dir
     deepspeed: str | None = None  # GPU only: path of a DeepSpeed JSON (configs/deepspeed_zero3.json)
@@ -103,7 +106,7 @@ def check_lengths(tokenizer, records: Sequence[dict], max_length: int) -> int:
 def split_eval(records: Sequence[dict], fraction: float, max_eval: int, seed: int) -> tuple[list, list]:
     """Hold out ``min(max_eval, round(fraction·n))`` records (at least one if both allow it)."""
     n = len(records)
-    n_eval = min(max_eval, int(round(fraction * n)))
+    n_eval = min(max_eval, round(fraction * n))
     if fraction > 0 and max_eval > 0 and n > 1:
         n_eval = max(1, n_eval)
     perm = np.random.default_rng(seed).permutation(n)
@@ -111,6 +114,25 @@ def split_eval(records: Sequence[dict], fraction: float, max_eval: int, seed: in
     train = [r for i, r in enumerate(records) if i not in held]
     evals = [r for i, r in enumerate(records) if i in held]
     return train, evals
+
+
+def length_grouped(records: Sequence[dict], batch_size: int, n_examples: int, seed: int) -> list[dict]:
+    """The ``n_examples`` records training will see, in batches of similar length.
+
+    The records are those a shuffled pass (epochs of seeded permutations) would draw first; only
+    their grouping changes: sorted by length (characters, a proxy for tokens), cut into batches,
+    and the batches shuffled. Unlike transformers' LengthGroupedSampler, whose mega-batches put
+    the longest examples first, a short run sees the same task mix as random batches.
+    """
+    if not records:
+        return []
+    rng = np.random.default_rng(seed)
+    n = len(records)
+    drawn = np.concatenate([rng.permutation(n) for _ in range(-(-n_examples // n))])[:n_examples]
+    size = [len(json.dumps(records[i].get("messages"))) + len(str(records[i].get("completion"))) for i in drawn]
+    by_len = drawn[np.argsort(size, kind="stable")]
+    batches = [by_len[s : s + batch_size] for s in range(0, len(by_len), batch_size)]
+    return [records[i] for b in rng.permutation(len(batches)) for i in batches[b]]
 
 
 def lora_config(s: LoraSettings):
@@ -135,7 +157,7 @@ def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dic
     import torch
 
     eval_strategy = "steps" if has_eval and s.eval_steps > 0 else "no"
-    return dict(
+    return dict(  # noqa: C408 - keyword form, as TrainingArguments spells them
         output_dir=str(output_dir),
         seed=s.seed,
         data_seed=s.seed,
@@ -158,6 +180,8 @@ def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dic
         report_to=list(s.report_to) or "none",
         use_cpu=not torch.cuda.is_available(),
         bf16=s.bf16,
+        # group_by_length: the dataset arrives in its training order (length_grouped)
+        train_sampling_strategy="sequential" if s.group_by_length else "random",
         deepspeed=s.deepspeed,
         gradient_checkpointing=False,
         dataloader_num_workers=0,
@@ -231,6 +255,10 @@ def train_sft(
 
     from recranker.llm.model import load_model, load_tokenizer
 
+    n_distinct = len(train_records)
+    if cfg.group_by_length:
+        n_examples = cfg.max_steps * cfg.batch_size * cfg.grad_accum
+        train_records = length_grouped(train_records, cfg.batch_size, n_examples, cfg.seed)
     train_ds = _dataset(train_records, "train")
     eval_ds = _dataset(eval_records, "eval") if eval_records else None
     tokenizer = load_tokenizer(str(base_dir))
@@ -269,7 +297,7 @@ def train_sft(
         "final_train_loss": summary["final_train_loss"],
         "eval_loss": float(eval_metrics["eval_loss"]) if "eval_loss" in eval_metrics else None,
         "tokens": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
-        "n_train": len(train_ds),
+        "n_train": n_distinct,
         "n_eval": len(eval_ds) if eval_ds is not None else 0,
         "resumed_from": Path(resumed).name if resumed else None,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),

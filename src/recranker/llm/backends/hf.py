@@ -8,13 +8,14 @@ model. A full fine-tune output directory is loaded as the model itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from recranker.errors import RecrankerError
 from recranker.llm.backends.base import Backend, Prompt, Sampling
-from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest, label_token_ids
+from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest, ShardedScorer, label_token_ids
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -39,6 +40,10 @@ def load_hf(base_dir: str | Path, adapter_dir: str | Path | None = None, dtype: 
     if dtype != "float32":
         model = half_body_fp32_head(model, getattr(torch, dtype))
     return model.eval(), tokenizer
+
+
+def _load_model_only(base_dir, adapter_dir, dtype: str):
+    return load_hf(base_dir, adapter_dir, dtype)[0]
 
 
 def half_body_fp32_head(model, dtype):
@@ -78,25 +83,37 @@ class HFBackend(Backend):
         min_prefix: int = 16,
         use_prefix_cache: bool = True,
         progress: bool = False,
+        workers: int = 1,
+        load_spec: tuple | None = None,
+        threads: int = 1,
     ):
+        """``workers`` > 1 scores in that many processes (:class:`ShardedScorer`) with ``threads``
+        torch threads each; they rebuild the model from ``load_spec`` = (base_dir, adapter_dir,
+        dtype), so only :meth:`from_dirs` can ask for them. Generation stays in this process."""
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.scorer = PrefixCachedScorer(
-            model,
-            pad_token_id=pad or 0,
-            batch_size=batch_size,
-            min_prefix=min_prefix,
-            use_prefix_cache=use_prefix_cache,
-            progress=progress,
-        )
+        kwargs = {"pad_token_id": pad or 0, "batch_size": batch_size, "min_prefix": min_prefix,
+                  "use_prefix_cache": use_prefix_cache, "progress": progress}
+        if workers > 1:
+            if load_spec is None:
+                raise RecrankerError("hf backend: worker processes need the model directories (from_dirs)")
+            self.scorer = ShardedScorer(partial(_load_model_only, *load_spec), workers=workers,
+                                        threads=threads, **kwargs)
+        else:
+            self.scorer = PrefixCachedScorer(model, **kwargs)
         self._encoded: dict[Prompt, tuple[int, ...]] = {}
 
     @classmethod
     def from_dirs(cls, base_dir, adapter_dir=None, dtype: str = "float32", **kwargs) -> HFBackend:
         model, tok = load_hf(base_dir, adapter_dir, dtype)
-        return cls(model, tok, **kwargs)
+        spec = (str(base_dir), None if adapter_dir is None else str(adapter_dir), dtype)
+        return cls(model, tok, load_spec=spec, **kwargs)
+
+    def close(self) -> None:
+        if isinstance(self.scorer, ShardedScorer):
+            self.scorer.close()
 
     def encode(self, prompt: Prompt) -> tuple[int, ...]:
         return self.encode_many([prompt])[0]
