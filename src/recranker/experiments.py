@@ -198,6 +198,7 @@ RECIPES: tuple[Recipe, ...] = (
         # sft + rank runs near an hour; the paper scale evaluates everyone.
         common={**_RANK_ALL, "instruct.pairwise_both_orders": True, "instruct.max_test_users": 200},
         paper_common={"run.datasets": PAPER_DATASETS, "instruct.max_test_users": 0},
+        targets=("evaluate",),  # the RecRanker branch: a new SFT must not re-run dmpo and pref-eval
         cpu_cost=ABLATION_COST,
     ),
     Recipe(
@@ -250,6 +251,7 @@ RECIPES: tuple[Recipe, ...] = (
         ),
         common=_RANK_ALL,
         paper_common={"run.datasets": PAPER_DATASETS},
+        targets=("evaluate",),
         cpu_cost=_PIPE_COST + " (SFT shrinks with the fraction; rank does not) → ~1.3 h",
         x_label="% of instructions",
     ),
@@ -272,6 +274,7 @@ RECIPES: tuple[Recipe, ...] = (
                     {"llm.base_model": "meta-llama/Llama-2-13b-hf"}, x=3.0),
         ),
         common=_RANK_ALL,
+        targets=("evaluate",),
         cpu_cost="CPU: run only the first two variants (`--variant tiny --variant 135m`), ~30 min each; "
                  "the 7B/13B variants need a GPU (and the weights on disk or hub access)",
         x_label="base model",
