@@ -86,34 +86,6 @@ def load_instructions(path: Path | None, n_users: int):
     return [i for i in ins if i.user_id in keep], source
 
 
-def model_dirs(base: Path | None, adapter: Path | None) -> tuple[str, str | None]:
-    """(base, adapter) directories: the pipeline's models when present, else the offline default."""
-    from recranker.llm.model import OFFLINE_DEFAULT
-
-    src = str(base) if base is not None and base.is_dir() else OFFLINE_DEFAULT
-    return src, str(adapter) if adapter is not None and adapter.is_dir() else None
-
-
-def load_model(src: str, adapter: str | None, dtype: str):
-    from recranker.llm.backends.hf import load_hf
-
-    return load_hf(src, adapter, dtype) if adapter else _load_plain(src, dtype)
-
-
-def _load_plain(src: str, dtype: str):
-    """The offline default has no saved directory to give load_hf: load it, then cast."""
-    import torch
-
-    from recranker.llm.backends.hf import half_body_fp32_head
-    from recranker.llm.model import load_model as load
-    from recranker.llm.model import load_tokenizer
-
-    model, tok = load(src, dtype=torch.float32), load_tokenizer(src)
-    if dtype != "float32":
-        model = half_body_fp32_head(model, getattr(torch, dtype))
-    return model.eval(), tok
-
-
 def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
     """GFLOP/s of an n×n matmul (best of ``reps``)."""
     import torch
@@ -246,14 +218,14 @@ def main() -> None:
 
     import torch
 
-    from recranker.llm.backends.hf import HFBackend
+    from recranker.llm.backends.hf import HFBackend, load_hf
 
     torch.set_num_threads(args.threads)
     instructions, source = load_instructions(args.instructions, args.users)
-    src, adapter = model_dirs(args.base, args.adapter)
-    if not Path(src).is_dir():
+    if not args.base.is_dir():
         raise SystemExit(f"{args.base}: no saved base model (run `dvc repro base-model`); the worker "
                          "processes of the rank configuration load it from a directory")
+    src, adapter = str(args.base), str(args.adapter) if args.adapter.is_dir() else None
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     result: dict = {"command": "python benchmarks/rank_throughput.py " + " ".join(sys.argv[1:]),
                     "instructions": source, "users": len({i.user_id for i in instructions}),
@@ -262,7 +234,7 @@ def main() -> None:
                     "matmul_2048_gflops": {"float32": peak32, "bfloat16": peak16}}
     ours, naive, scores = {}, {}, {}
     for dtype in ("float32", "bfloat16"):
-        model, tok = load_model(src, adapter, dtype)
+        model, tok = load_hf(src, adapter, dtype)
         r = run_ours(HFBackend(model, tok, batch_size=args.batch_size), instructions)
         scores[dtype] = {t: r[t].pop("scores") for t in ("pointwise", "pairwise")}
         flops = 2 * body_params(model) * r["both"]["computed_tokens"]

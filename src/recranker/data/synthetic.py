@@ -19,7 +19,10 @@ from recranker.io import atomic_path
 
 from .movielens import ML100K_GENRES
 
-_ADJ = ["Silent", "Crimson", "Last", "Hidden", "Broken", "Golden", "Lonely", "Wild", "Dark", "Electric", "Frozen", "Midnight", "Secret", "Burning", "Lost", "Little", "Iron", "Velvet", "Distant", "Savage", "Gentle", "Strange", "Bitter", "Hollow", "Rising"]
+_ADJ = (
+    "Silent Crimson Last Hidden Broken Golden Lonely Wild Dark Electric Frozen Midnight Secret "
+    "Burning Lost Little Iron Velvet Distant Savage Gentle Strange Bitter Hollow Rising"
+).split()
 _NOUN = (  # a few Latin-1 words, so the u.item file exercises the reader's decoding
     "Harbor Garden River Kingdom Stranger Summer Machine Promise Frontier Mirror Voyage Letter "
     "Detective Orchard Empire Café Señor Noël Station Island Witness Season Signal Canyon Château"

@@ -145,6 +145,14 @@ def group_prefix_len(requests: Sequence[ScoreRequest], idx: Sequence[int]) -> in
     return max(p, 0)
 
 
+def group_members(requests: Sequence[ScoreRequest]) -> list[list[int]]:
+    """Request indices per group, in first-seen order; an ungrouped request is its own group."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(("__single__", i) if r.group is None else ("g", r.group), []).append(i)
+    return list(groups.values())
+
+
 def plan_prefixes(
     requests: Sequence[ScoreRequest],
     idx: Sequence[int],
@@ -235,14 +243,10 @@ class PrefixCachedScorer:
                 raise RecrankerError(
                     f"score request {i}: {len(r.tokens)} tokens cannot hold {r.n_scored} scored ones"
                 )
-        groups: dict[Hashable, list[int]] = {}
-        for i, r in enumerate(requests):
-            key = ("__single__", i) if r.group is None else ("g", r.group)
-            groups.setdefault(key, []).append(i)
 
         loose: list[int] = []  # requests scored whole
         trees: list[tuple[int, list[tuple[int, list[int]]]]] = []  # (group prefix, clusters)
-        for idx in groups.values():
+        for idx in group_members(requests):
             if not self.use_prefix_cache or len(idx) == 1:
                 loose.extend(idx)
                 continue
@@ -433,10 +437,7 @@ class ShardedScorer:
         return self._pool
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
-        groups: dict[Hashable, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(("__single__", i) if r.group is None else ("g", r.group), []).append(i)
-        members = list(groups.values())
+        members = group_members(requests)
         chunks = [[i for group in members[s : s + self.chunk_groups] for i in group]
                   for s in range(0, len(members), self.chunk_groups)]
         results: list[ScoreResult | None] = [None] * len(requests)
