@@ -204,10 +204,9 @@ class _CountingHTTPServer(HTTPServer):
     handled = 0
 
     def finish_request(self, request, client_address):
-        try:
-            super().finish_request(request, client_address)
-        finally:
-            self.handled += 1
+        # Counted before the answer is written: a client that has its answer sees the count.
+        self.handled += 1
+        super().finish_request(request, client_address)
 
 
 class OpenAIServer:
