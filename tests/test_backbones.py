@@ -286,3 +286,39 @@ def test_stage_writes_all_outputs(frame, tmp_path):
         cmd[:-1] + ["nope"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "unknown backbone 'nope'" in bad.stderr
+
+
+# ---------------------------------------------------------------- benchmark: RecBole hand-over
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_backbones", ROOT / "benchmarks" / "backbones.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recbole_export_orders_each_user_train_valid_test(tmp_path):
+    df = pd.DataFrame(
+        {"user_id": [1, 0, 0, 0, 1, 1, 0], "item_id": [5, 2, 1, 3, 4, 0, 0],
+         "timestamp": [9, 3, 1, 5, 1, 2, 7], "split": ["test", "train", "train", "valid", "train", "valid", "test"]}
+    )  # fmt: skip
+    path = tmp_path / "x" / "x.inter"
+    _bench().export_for_recbole(Interactions.from_frame(df, 3, 6), path)
+    out = pd.read_csv(path, sep="\t")
+    assert list(out.columns) == ["user_id:token", "item_id:token", "timestamp:float"]
+    # RecBole's leave-one-out by time holds out the last row (test) and the one before (valid).
+    assert out.values.tolist() == [[0, 1, 0], [0, 2, 1], [0, 3, 2], [0, 0, 3], [1, 4, 0], [1, 0, 1], [1, 5, 2]]
+
+
+def test_benchmark_overrides_and_recbole_hyperparameters():
+    bench = _bench()
+    assert bench.parse_overrides(["mf.lr=0.001", "sgl.aug=nd"]) == {"mf": {"lr": 0.001}, "sgl": {"aug": "nd"}}
+    with pytest.raises(SystemExit, match="MODEL.KEY=VALUE"):
+        bench.parse_overrides(["lr=0.1"])
+    config = bench.model_config("lightgcn", {"n_layers": 2})
+    assert config["n_layers"] == 2 and config["dim"] == 64
+    for model in bench.RECBOLE:
+        h = bench.recbole_hparams(model, bench.model_config(model, {}), patience=10, max_epochs=None)
+        assert h["stopping_step"] == 10 and h["epochs"] >= 1
+    assert bench.recbole_hparams("sgl", bench.model_config("sgl", {}), 10, 3)["type"] == "ED"

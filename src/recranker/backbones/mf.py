@@ -16,7 +16,7 @@ from .data import Interactions
 class MFConfig(BaseConfig):
     dim: int = 64
     lr: float = 5e-3
-    weight_decay: float = 1e-4  # L2 on the batch's embeddings, per example
+    weight_decay: float = 1e-2  # L2 on the batch's embeddings, per example (tuned on valid NDCG@10)
     batch_size: int = 2048
     max_epochs: int = 200
 
