@@ -141,27 +141,49 @@ def bpr_batches(
     ]
 
 
-def _train_keys(data: Interactions) -> torch.Tensor:
-    key = getattr(data, "_bpr_keys", None)
-    if key is None:
+# Up to this many user × item cells, "has the user trained on the item?" is a dense bool table
+# (one gather per lookup, 128 MB at most); beyond it, a binary search in the sorted pair keys.
+_DENSE_SEEN_CELLS = 1 << 27
+
+
+def _seen(data: Interactions):
+    """``seen(users, items) -> bool tensor``: whether each pair is a training interaction."""
+    lookup = getattr(data, "_bpr_seen", None)
+    if lookup is None:
         m = data.train_matrix.tocoo()
-        key = torch.from_numpy(np.sort(m.row.astype(np.int64) * data.n_items + m.col))
-        object.__setattr__(data, "_bpr_keys", key)  # cache on the frozen dataclass
-    return key
+        if data.n_users * data.n_items <= _DENSE_SEEN_CELLS:
+            table = torch.zeros(data.n_users, data.n_items, dtype=torch.bool)
+            table[torch.from_numpy(m.row.astype(np.int64)), torch.from_numpy(m.col.astype(np.int64))] = True
+
+            def lookup(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+                return table[u, i]
+        else:
+            keys = torch.from_numpy(np.sort(m.row.astype(np.int64) * data.n_items + m.col))
+
+            def lookup(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+                k = u * data.n_items + i
+                return keys[torch.searchsorted(keys, k).clamp_max(len(keys) - 1)] == k
+
+        object.__setattr__(data, "_bpr_seen", lookup)  # cache on the frozen dataclass
+    return lookup
 
 
 def sample_negatives(
     data: Interactions, users: torch.Tensor, n_neg: int, gen: torch.Generator, rounds: int = 20
 ) -> torch.Tensor:
-    """[len(users), n_neg] item ids not in each user's training items (uniform)."""
-    keys = _train_keys(data)
+    """[len(users), n_neg] item ids not in each user's training items (uniform).
+
+    Drawn in one shot; each round re-draws (in flat order) only the draws that hit a training
+    item and re-checks only those.
+    """
+    seen = _seen(data)
     neg = torch.randint(0, data.n_items, (len(users), n_neg), generator=gen)
-    u = users.unsqueeze(1).expand_as(neg)
+    flat = neg.view(-1)
+    u = users.repeat_interleave(n_neg)
+    todo = torch.arange(flat.numel())
     for _ in range(rounds):
-        k = u * data.n_items + neg
-        pos = torch.searchsorted(keys, k).clamp_max(len(keys) - 1)
-        bad = keys[pos] == k
-        if not bad.any():
+        todo = todo[seen(u[todo], flat[todo])]
+        if not len(todo):
             break
-        neg[bad] = torch.randint(0, data.n_items, (int(bad.sum()),), generator=gen)
+        flat[todo] = torch.randint(0, data.n_items, (len(todo),), generator=gen)
     return neg
