@@ -264,15 +264,16 @@ def main() -> None:
 
             patience = BackboneParams().patience
             for ds in datasets:
-                export_for_recbole(load_dataset(ds), Path(tmp) / ds / f"{ds}.inter")
+                # Not RecBole's own names: it ships an "ml-100k" of its own and would load that.
+                export_for_recbole(load_dataset(ds), Path(tmp) / f"rr-{ds}" / f"rr-{ds}.inter")
             for ds in datasets:
                 for m in (m for m in models if m in RECBOLE):
                     h = json.dumps(recbole_hparams(m, model_config(m, overrides.get(m, {})),
                                                    patience, a.max_epochs))  # fmt: skip
                     for s in (a.recbole_seeds or a.seeds).split(","):
-                        cmd = [a.recbole, str(ROOT / "benchmarks" / "recbole_child.py"), tmp, ds,
-                               m, s, str(a.threads), h]  # fmt: skip
-                        jobs.append((lambda c: _run(c, Path(tmp), c[3:6]) | {"dataset": c[3]}, cmd))
+                        cmd = [a.recbole, str(ROOT / "benchmarks" / "recbole_child.py"), tmp,
+                               f"rr-{ds}", m, s, str(a.threads), h]  # fmt: skip
+                        jobs.append((lambda c: _run(c, Path(tmp), c[3:6]) | {"dataset": c[3][3:]}, cmd))
         with ThreadPoolExecutor(a.jobs) as pool:
             runs = list(pool.map(lambda job: job[0](job[1]), jobs))
     for r in runs:
