@@ -273,7 +273,8 @@ def main() -> None:
                     for s in (a.recbole_seeds or a.seeds).split(","):
                         cmd = [a.recbole, str(ROOT / "benchmarks" / "recbole_child.py"), tmp,
                                f"rr-{ds}", m, s, str(a.threads), h]  # fmt: skip
-                        jobs.append((lambda c: _run(c, Path(tmp), c[3:6]) | {"dataset": c[3][3:]}, cmd))
+                        jobs.append((lambda c: _run(c, Path(tmp), c[3:6])
+                                     | {"dataset": c[3].removeprefix("rr-")}, cmd))  # fmt: skip
         with ThreadPoolExecutor(a.jobs) as pool:
             runs = list(pool.map(lambda job: job[0](job[1]), jobs))
     for r in runs:
@@ -319,7 +320,9 @@ def main() -> None:
         c for c in previous.get("recbole", []) if (c["dataset"], c["model"]) not in fresh
     ] + compared
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp_out.replace(out)
 
 
 if __name__ == "__main__":
