@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,10 @@ def _run(cmd: list[str], cwd: Path, tag: list[str]) -> dict:
 
 def _child(args_one: list[str]) -> dict:
     return _run([sys.executable, __file__, "--one", *args_one], ROOT, args_one)
+
+
+def _recbole_child(cmd: list[str], cwd: Path, dataset: str) -> dict:
+    return _run(cmd, cwd, cmd[3:6]) | {"dataset": dataset}
 
 
 # Our model -> the hyper-parameters RecBole's counterpart takes, from our config (same values
@@ -273,8 +278,7 @@ def main() -> None:
                     for s in (a.recbole_seeds or a.seeds).split(","):
                         cmd = [a.recbole, str(ROOT / "benchmarks" / "recbole_child.py"), tmp,
                                f"rr-{ds}", m, s, str(a.threads), h]  # fmt: skip
-                        jobs.append((lambda c: _run(c, Path(tmp), c[3:6])
-                                     | {"dataset": c[3].removeprefix("rr-")}, cmd))  # fmt: skip
+                        jobs.append((partial(_recbole_child, cwd=Path(tmp), dataset=ds), cmd))
         with ThreadPoolExecutor(a.jobs) as pool:
             runs = list(pool.map(lambda job: job[0](job[1]), jobs))
     for r in runs:

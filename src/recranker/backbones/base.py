@@ -150,15 +150,15 @@ def _seen(data: Interactions):
     """``seen(users, items) -> bool tensor``: whether each pair is a training interaction."""
     lookup = getattr(data, "_bpr_seen", None)
     if lookup is None:
-        m = data.train_matrix.tocoo()
+        users, items = torch.from_numpy(data.train_users), torch.from_numpy(data.train_items)
         if data.n_users * data.n_items <= _DENSE_SEEN_CELLS:
             table = torch.zeros(data.n_users, data.n_items, dtype=torch.bool)
-            table[torch.from_numpy(m.row.astype(np.int64)), torch.from_numpy(m.col.astype(np.int64))] = True
+            table[users, items] = True
 
             def lookup(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
                 return table[u, i]
         else:
-            keys = torch.from_numpy(np.sort(m.row.astype(np.int64) * data.n_items + m.col))
+            keys = torch.unique(users * data.n_items + items)  # sorted
 
             def lookup(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
                 k = u * data.n_items + i
