@@ -27,8 +27,8 @@ def _read_parquet(path, hint: str):
         raise RecrankerError(f"{path}: not found (run {hint} first)") from None
 
 
-def load_inputs(dataset: str, backbone: str):
-    """(candidates user → items best first, targets user → test item)."""
+def load_inputs(dataset: str, backbone: str, split: str = "test"):
+    """(candidates user → items best first, targets user → held-out item of ``split``)."""
     from recranker.errors import RecrankerError
 
     c = _read_parquet(paths.backbone(dataset, backbone) / "candidates.parquet",
@@ -36,25 +36,25 @@ def load_inputs(dataset: str, backbone: str):
     missing = {"user_id", "split", "rank", "item_id"} - set(c.columns)
     if missing:
         raise RecrankerError(f"candidates.parquet: missing column '{min(missing)}'")
-    c = c[c["split"] == "test"].sort_values(["user_id", "rank"], kind="stable")
+    c = c[c["split"] == split].sort_values(["user_id", "rank"], kind="stable")
     cands = {int(u): g["item_id"].astype(int).tolist() for u, g in c.groupby("user_id", sort=True)}
     inter = _read_parquet(paths.processed(dataset) / "interactions.parquet",
                           f"`recranker prepare --dataset {dataset}`")
-    test = inter[inter["split"] == "test"]
-    targets = dict(zip(test["user_id"].astype(int).tolist(), test["item_id"].astype(int).tolist()))
+    held = inter[inter["split"] == split]
+    targets = dict(zip(held["user_id"].astype(int).tolist(), held["item_id"].astype(int).tolist()))
     return cands, targets
 
 
-def load_predictions(dataset: str, backbone: str, tasks) -> dict[str, list[dict]]:
+def load_predictions(dataset: str, backbone: str, tasks, split: str = "test") -> dict[str, list[dict]]:
     from recranker.errors import RecrankerError
     from recranker.io import read_jsonl
 
     out = {}
     for task in tasks:
-        path = paths.predictions(dataset, backbone) / f"{task}.jsonl"
+        path = paths.predictions(dataset, backbone, split) / f"{task}.jsonl"
         if not path.is_file():
             raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
-                                 f"--backbone {backbone}` with rank.tasks including {task})")
+                                 f"--backbone {backbone} --split {split}` with rank.tasks including {task})")
         out[task] = [row for row, _ in read_jsonl(path)]
     return out
 
@@ -72,6 +72,9 @@ def evaluate(
     p.dataset(dataset)
     h = p.evaluate.hybrid
     w = HybridWeights(c1=h.c1, c2=h.c2, c3=h.c3, a1=h.a1, a2=h.a2, a3=h.a3)
+    selection = None
+    if p.evaluate.weights == "validation":
+        w, selection = choose_weights(dataset, backbone, p.rank.tasks, p.evaluate.ks)
     cands, targets = load_inputs(dataset, backbone)
     if p.instruct.max_test_users:  # the users the instruct stage wrote test prompts for
         from recranker.data import test_user_subset
@@ -81,6 +84,13 @@ def evaluate(
     preds = load_predictions(dataset, backbone, p.rank.tasks)
     report, rankings = evaluate_rankings(cands, targets, preds, w=w, ks=p.evaluate.ks)
     report["dataset"], report["backbone_model"] = dataset, backbone
+    report["hybrid_weights"] = {
+        "weights": {k: getattr(w, k) for k in ("c1", "c2", "c3", "a1", "a2", "a3")},
+        "chosen_on": "validation" if selection else "params (evaluate.hybrid)",
+        **({"selection": selection} if selection else {}),
+    }
+    report["bootstrap"] = bootstrap_intervals(cands, targets, preds, w, p.evaluate.ks, p.evaluate.bootstrap,
+                                              p.seed, report)
     out = paths.metrics("evaluate") / dataset
     write_json(out / f"{backbone}.json", report)
     methods = [m for m in ("backbone", "pointwise", "pairwise", "listwise", "hybrid") if m in report]
@@ -93,6 +103,51 @@ def evaluate(
     for m in methods:
         vals = "  ".join(f"{k} {v:.4f}" for k, v in report[m].items() if isinstance(v, float))
         typer.echo(f"evaluate {dataset}/{backbone} {m:9s} {vals}")
+    typer.echo(f"evaluate {dataset}/{backbone}: hybrid weights {report['hybrid_weights']['weights']} "
+               f"(chosen on {report['hybrid_weights']['chosen_on']})")
+
+
+def choose_weights(dataset: str, backbone: str, tasks, ks):
+    """The hybrid's weights that do best on the valid split (see recranker.ranking.selection)."""
+    from recranker.errors import RecrankerError
+    from recranker.ranking.selection import select_weights, task_arrays, weight_grid
+
+    cands, targets = load_inputs(dataset, backbone, "valid")
+    preds = load_predictions(dataset, backbone, tasks, "valid")
+    ranked = {int(r["user_id"]) for rows in preds.values() for r in rows}
+    targets = {u: i for u, i in targets.items() if u in ranked}  # the users the valid prompts cover
+    if not targets:
+        raise RecrankerError(
+            f"evaluate.weights=validation: no valid-split predictions for {dataset}/{backbone} (no user's "
+            "valid item is among the candidates, or rank.tasks is empty); set evaluate.weights: paper")
+    w, summary = select_weights(task_arrays(cands, targets, preds), weight_grid(), ks)
+    summary["objective"] = "mean of " + ", ".join(f"HR@{k}, NDCG@{k}" for k in ks) + " on the valid split"
+    return w, summary
+
+
+def bootstrap_intervals(cands, targets, preds, w, ks, n_boot: int, seed: int, report: dict) -> dict:
+    """Each method's change over the backbone with a 95% paired bootstrap interval over ALL test
+    users; the per-user ranks are cross-checked against the evaluation's own metrics."""
+    import numpy as np
+
+    from recranker.errors import RecrankerError
+    from recranker.ranking.selection import (
+        paired_bootstrap,
+        per_user_metrics,
+        target_ranks,
+        task_arrays,
+    )
+
+    arr = task_arrays(cands, targets, preds)
+    weights = {"backbone": (0.0, 0.0, 0.0), "pointwise": (1.0, 0.0, 0.0), "pairwise": (0.0, 1.0, 0.0),
+               "listwise": (0.0, 0.0, 1.0), "hybrid": (w.a1, w.a2, w.a3)}
+    per_user = {m: per_user_metrics(target_ranks(arr, w, a), ks) for m, a in weights.items() if m in report}
+    for m, pm in per_user.items():
+        for name, v in pm.items():
+            if not np.isclose(v.mean(), report[m][name]):
+                raise RecrankerError(f"evaluate: bootstrap ranks disagree with the evaluation ({m} {name})")
+    return {m: paired_bootstrap(per_user["backbone"], pm, n_boot, seed)
+            for m, pm in per_user.items() if m != "backbone"}
 
 
 def _samples(dataset, backbone, preds, targets, rankings, n):

@@ -89,10 +89,9 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
             fit_predict_ratings, n_users=corpus.n_users, n_items=corpus.n_items,
             seed=p.seed, **ip.rating_mf.model_dump(),
         )  # fmt: skip
-        test_c = {bb: c.loc[c["split"] == "test"].reset_index(drop=True) for bb, c in cands.items()}
-        union = pd.concat(test_c.values())[["user_id", "item_id"]].drop_duplicates(ignore_index=True)
+        union = pd.concat(cands.values())[["user_id", "item_id"]].drop_duplicates(ignore_index=True)
         union["rating_pred"] = prompts.train_only_predict(inter, union, fit_predict)
-        cands = {bb: c.merge(union, on=["user_id", "item_id"], how="left") for bb, c in test_c.items()}
+        cands = {bb: c.merge(union, on=["user_id", "item_id"], how="left") for bb, c in cands.items()}
 
     config = {"dataset": dataset, "seed": p.seed, **ip.model_dump()}
     metrics: dict = {"test": {}}
@@ -105,8 +104,20 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
                 rows = list(prompts.build_test(corpus, c, bb, cfg, p.seed))
                 write_jsonl(tmp / f"{bb}.jsonl", rows)
                 metrics["test"][bb] = prompts.test_stats(rows)
+        # Validation prompts choose the hybrid's weights. Only users whose valid item is among
+        # the candidates can score under any weights, so only they are ranked (a seeded subset
+        # of them with instruct.max_valid_users); their test items play no part.
+        valid_dir = paths.valid_instructions(dataset, "any").parent
+        metrics["valid"] = {}
+        with atomic_path(valid_dir, is_dir=True) as tmp:
+            for bb, c in cands.items():
+                users = prompts.valid_users(corpus, c, ip.max_valid_users, p.seed)
+                rows = list(prompts.build_test(corpus, c, bb, cfg, p.seed, split="valid", users=users))
+                write_jsonl(tmp / f"{bb}.jsonl", rows)
+                metrics["valid"][bb] = prompts.test_stats(rows)
         write_json(paths.metrics("instruct") / f"{dataset}.json", metrics)
         run.summary({"train_rows": metrics["train"]["rows"],
+                     **{f"valid_rows/{bb}": m["rows"] for bb, m in metrics["valid"].items()},
                      **{f"test_rows/{bb}": m["rows"] for bb, m in metrics["test"].items()}})
     per_task = ", ".join(f"{t} {n}" for t, n in metrics["train"]["per_task"].items())
     tests = ", ".join(f"{bb} {m['rows']}" for bb, m in metrics["test"].items())

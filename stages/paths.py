@@ -35,6 +35,10 @@ def test_instructions(dataset: str, backbone: str) -> Path:
     return DATA / "instructions" / "test" / dataset / f"{backbone}.jsonl"
 
 
+def valid_instructions(dataset: str, backbone: str) -> Path:
+    return DATA / "instructions" / "valid" / dataset / f"{backbone}.jsonl"
+
+
 def preferences(dataset: str) -> Path:
     return DATA / "preferences" / dataset
 
@@ -48,8 +52,14 @@ def llm(kind: str) -> Path:
     return MODELS / "llm" / kind
 
 
-def predictions(dataset: str, backbone_name: str) -> Path:
+def predictions(dataset: str, backbone_name: str, split: str = "test") -> Path:
+    if split == "valid":
+        return DATA / "valid_predictions" / dataset / backbone_name
     return DATA / "predictions" / dataset / backbone_name
+
+
+def ranking_instructions(dataset: str, backbone: str, split: str) -> Path:
+    return valid_instructions(dataset, backbone) if split == "valid" else test_instructions(dataset, backbone)
 
 
 def metrics(stage: str) -> Path:

@@ -94,8 +94,9 @@ def make_backend(p, progress: bool = True):
 def rank(
     dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets)."),
     backbone: str = typer.Option(..., help="Backbone whose candidates the test instructions hold."),
+    split: str = typer.Option("test", help="test, or valid (the prompts that choose the hybrid's weights)."),
 ) -> None:
-    """Score test instructions → data/predictions/<dataset>/<backbone>/<task>.jsonl."""
+    """Score ranking instructions → data/{predictions,valid_predictions}/<dataset>/<backbone>/<task>.jsonl."""
     from recranker.io import atomic_path, write_json, write_jsonl
     from recranker.llm.backends.base import Sampling
     from recranker.ranking import run_tasks
@@ -104,13 +105,17 @@ def rank(
     p = params()
     p.dataset(dataset)
     rp = p.rank
-    instructions = read_instructions(paths.test_instructions(dataset, backbone), rp.tasks)
+    if split not in ("valid", "test"):
+        from recranker.errors import RecrankerError
+
+        raise RecrankerError(f"--split: must be valid or test, got '{split}'")
+    instructions = read_instructions(paths.ranking_instructions(dataset, backbone, split), rp.tasks)
     by_task = {t: [ins for ins in instructions if ins.task == t] for t in rp.tasks}
     scale = rating_scale(dataset)
     sampling = Sampling(temperature=rp.sampling.temperature, top_k=rp.sampling.top_k,
                         top_p=rp.sampling.top_p, max_new_tokens=rp.sampling.max_new_tokens, seed=p.seed)
     with start_run(f"rank:{dataset}:{backbone}", rp.model_dump()) as run, make_backend(p) as backend, \
-            atomic_path(paths.predictions(dataset, backbone), is_dir=True) as out:
+            atomic_path(paths.predictions(dataset, backbone, split), is_dir=True) as out:
         t0 = time.perf_counter()
         results = run_tasks(backend, by_task, scale=scale, rating_mode=rp.rating_mode,
                             listwise_mode=rp.listwise_mode, sampling=sampling)
@@ -133,6 +138,7 @@ def rank(
             metrics["tasks"][task] = {"instructions": len(todo), "users": len({i.user_id for i in todo}),
                                       "candidates": sum(len(i.candidates) for i in todo), **extra}
         run.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-    write_json(paths.metrics("rank") / dataset / f"{backbone}.json", metrics)
-    typer.echo(f"rank {dataset}/{backbone}: {len(instructions)} instructions ({', '.join(rp.tasks)}), "
+    name = backbone if split == "test" else f"{backbone}_valid"
+    write_json(paths.metrics("rank") / dataset / f"{name}.json", metrics)
+    typer.echo(f"rank {dataset}/{backbone} ({split}): {len(instructions)} instructions ({', '.join(rp.tasks)}), "
                f"{n_cands} candidates in {secs:.1f}s ({metrics['candidates_per_s']}/s)")

@@ -61,6 +61,12 @@ def make_project(root: Path, tasks=("pointwise", "pairwise", "listwise"), adapte
         if u % 3 != 2:  # a third of the users: test item not among the candidates (a miss)
             top[u % K] = test_item
         cand_rows += [(u, "test", r + 1, i, float(K - r)) for r, i in enumerate(top)]
+        valid_item = int(inter.loc[(inter.user_id == u) & (inter.split == "valid"), "item_id"].iloc[0])
+        seen_v = set(inter.loc[(inter.user_id == u) & (inter.split == "train"), "item_id"])
+        vtop = [i for i in rng.permutation(N_ITEMS).tolist() if i not in seen_v and i != valid_item][:K]
+        if u % 3 != 1:  # a third of the users: valid item not among the candidates
+            vtop[(u + 1) % K] = valid_item
+        cand_rows += [(u, "valid", r + 1, i, float(K - r)) for r, i in enumerate(vtop)]
     cands = pd.DataFrame(cand_rows, columns=["user_id", "split", "rank", "item_id", "score"])
     bb = root / "models/backbones/toy/mf"
     bb.mkdir(parents=True)
@@ -76,6 +82,11 @@ def make_project(root: Path, tasks=("pointwise", "pairwise", "listwise"), adapte
     inst = root / "data/instructions/test/toy"
     inst.mkdir(parents=True)
     (inst / "mf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test_rows))
+    valid_rows = list(build_test(corpus, cands, "mf", cfg, 0, split="valid",
+                                 users=prompts.valid_users(corpus, cands, 0, 0)))
+    vinst = root / "data/instructions/valid/toy"
+    vinst.mkdir(parents=True)
+    (vinst / "mf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in valid_rows))
 
     tok = _tokenizer()
     model = tiny_random_model(tok, seed=0)
@@ -125,9 +136,15 @@ def test_rank_and_evaluate_stages(tmp_path):
     assert rank_metrics["candidates_per_s"] > 0
     assert rank_metrics["computed_tokens"] < rank_metrics["prompt_tokens"]  # prefixes were shared
 
+    r = run(["rank", "--dataset", "toy", "--backbone", "mf", "--split", "valid"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (root / "data/valid_predictions/toy/mf/pairwise.jsonl").is_file()
     r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
+    assert m["hybrid_weights"]["chosen_on"] == "validation"
+    assert m["hybrid_weights"]["selection"]["valid_users"] == 8  # users whose valid item is a candidate
+    assert set(m["bootstrap"]["hybrid"]) == {"HR@3", "NDCG@3", "HR@5", "NDCG@5"}
     assert m["counts"]["test_users"] == N_USERS
     # Users 2, 5, 8, 11 lack their test item in the candidates: misses for every method.
     assert m[f"candidate_recall@{K}"] == pytest.approx(8 / 12)
@@ -158,6 +175,7 @@ def test_evaluate_covers_only_the_test_user_subset(tmp_path):
 
     root = make_project(tmp_path, tasks=("pointwise",))
     params = (root / "params.yaml").read_text().replace("tasks: [pointwise]", "tasks: []")
+    params = params.replace("evaluate:\n", "evaluate:\n  weights: paper\n")
     (root / "params.yaml").write_text(params + "instruct:\n  max_test_users: 6\n")
     r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -166,3 +184,51 @@ def test_evaluate_covers_only_the_test_user_subset(tmp_path):
     assert m["counts"]["test_users"] == 6
     ranks = [u % K + 1 for u in keep if u % 3 != 2]  # backbone order, as in the test above
     assert m["backbone"]["HR@3"] == pytest.approx(sum(r <= 3 for r in ranks) / 6)
+
+
+def _write_predictions(root: Path, split: str, seed: int) -> None:
+    """Prediction files of all three tasks for the split's instructions (random scores): the
+    evaluate stage for real without an LLM."""
+    rng = np.random.default_rng(seed)
+    src = root / "data/instructions" / split / "toy/mf.jsonl"
+    out = root / ("data/predictions/toy/mf" if split == "test" else "data/valid_predictions/toy/mf")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {"pointwise": [], "pairwise": [], "listwise": []}
+    for line in src.read_text().splitlines():
+        ins = json.loads(line)
+        c = ins["candidates"]
+        if ins["task"] == "pointwise":
+            scores = [float(rng.uniform(1, 5))]
+        elif ins["task"] == "pairwise":
+            p = float(rng.random())
+            scores = [p, 1 - p]
+        else:
+            scores = [-float(j + 1) for j in rng.permutation(len(c))]
+        rows[ins["task"]].append({"id": ins["id"], "user_id": ins["user_id"], "candidates": c, "scores": scores})
+    for task, rs in rows.items():
+        (out / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
+
+
+def test_hybrid_weights_are_chosen_on_validation_without_any_test_information(tmp_path):
+    """Change every test item and every test prediction: the chosen weights do not move (and the
+    test metrics do). Change the valid predictions: the choice is recomputed from them."""
+    root = make_project(tmp_path)
+    _write_predictions(root, "valid", 0)
+    _write_predictions(root, "test", 0)
+    r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
+    assert first["hybrid_weights"]["chosen_on"] == "validation"
+    assert first["bootstrap"]["hybrid"]["HR@5"]["delta_ci95"] is not None
+
+    proc = root / "data/processed/toy/interactions.parquet"
+    inter = pd.read_parquet(proc)
+    test = inter["split"] == "test"
+    inter.loc[test, "item_id"] = (inter.loc[test, "item_id"] + 7) % N_ITEMS  # every test item moved
+    inter.to_parquet(proc, index=False)
+    _write_predictions(root, "test", 99)
+    r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    second = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
+    assert second["hybrid_weights"] == first["hybrid_weights"]
+    assert second["backbone"] != first["backbone"]  # the test side did change

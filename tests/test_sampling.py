@@ -68,8 +68,9 @@ def test_final_draws_match_repetition_penalty_equation_4():
     res = sampling.sample_users(Q, emb, cfg, seed=11)
     m3 = res.importance + res.cluster
     assert m3.max() > 1, "the test needs repeated users"
-    expected = np.where(m3 > 0, 0.5 ** m3.astype(float), 0.0)
+    expected = m3 * 0.5 ** m3.astype(float)  # each of U3's M3(u) elements carries C^M3(u)
     assert _fits(res.counts, expected)
+    assert not _fits(res.counts, np.where(m3 > 0, 0.5 ** m3.astype(float), 0.0))  # distinct-user sum
     assert not _fits(res.counts, (m3 > 0).astype(float))
     assert (res.counts[m3 == 0] == 0).all()  # only users of U3 can be drawn
 
@@ -137,3 +138,20 @@ def test_metrics_and_users_json():
         assert u["sources"] == {"importance": int(res.importance[u["user_id"]]),
                                 "cluster": int(res.cluster[u["user_id"]])}
     assert sampling.multiset_from_json(out) == [(u["user_id"], u["multiplicity"]) for u in out["users"]]
+
+
+def test_adaptive_sample_leans_to_active_users_where_uniform_does_not():
+    """Importance (ln q) favours users with many interactions; eq. 4 over U3's elements keeps
+    that lean (M·C^M grows with M), where a distinct-user normalisation (C^M) reverses it."""
+    rng = np.random.default_rng(3)
+    q = np.concatenate([np.full(300, 3), np.full(100, 400)])  # few very active users
+    emb = rng.normal(size=(400, 4))
+    cfg = sampling.SamplingConfig(n_users=3000, n_importance=3000, n_cluster=300, n_clusters=2,
+                                  kmeans_n_init=1)
+    res = sampling.sample_users(q, emb, cfg, seed=0)
+    m = sampling.sampling_metrics(res, q)
+    assert m["mean_interactions_uniform"] == pytest.approx(q.mean())
+    assert m["mean_interactions_sampled"] > 1.3 * m["mean_interactions_uniform"]
+    m3 = (res.importance + res.cluster).astype(float)
+    distinct = np.where(m3 > 0, 0.92**m3, 0.0)
+    assert (distinct / distinct.sum()) @ q < m["mean_interactions_sampled"]

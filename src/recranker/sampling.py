@@ -11,9 +11,13 @@ from three distributions:
    size of ``u``'s cluster (normalised by ``Σ_k |C_k|²`` so the probabilities sum to 1); a
    multiset ``U2`` of size ``N2``.
 3. repetition penalty (eq. 4): ``U3 = U1 ⊎ U2`` with multiplicity ``M3(u)``; ``ψ_u = C^{M3(u)}``
-   and the final multiset ``U_ins`` (size ``N``) is drawn with ``p_u = ψ_u / Σ_{v∈U3} ψ_v`` over
-   the *distinct users of U3* — a user drawn often by steps 1–2 is still likely, but each repeat
-   costs a factor ``C``, which spreads the data over more users.
+   and the final multiset ``U_ins`` (size ``N``) is drawn from the *elements of the multiset U3*
+   with ``p = ψ_u / Σ_{v∈U3} ψ_v`` each, the sum running over U3's elements as the paper writes
+   it. A user thus carries ``M3(u)·C^{M3(u)}`` of the mass: one drawn often by steps 1–2 stays
+   more likely (``M·C^M`` grows up to ``M = −1/ln C ≈ 12`` for C = 0.92), each repeat only
+   damped by ``C``. (Normalising over *distinct* users instead gives ``p_u ∝ C^{M3(u)}``, which
+   makes the users steps 1–2 favour *less* likely than those drawn once: the sample's mean
+   number of interactions then falls to the uniform one; ``sampling_metrics`` reports it.)
 
 Drawing ``n`` times with replacement from ``p`` is a multinomial draw, so every multiset is
 represented as an int array of per-user counts (index = user id).
@@ -90,11 +94,12 @@ def cluster_probabilities(labels: np.ndarray) -> np.ndarray:
 
 
 def repetition_probabilities(m3: np.ndarray, penalty: float) -> np.ndarray:
-    """Eq. 4: ``ψ_u = C^{M3(u)}`` over the users with ``M3(u) > 0``; 0 elsewhere."""
+    """Eq. 4 per user: each of the ``M3(u)`` elements of U3 carries ``ψ_u = C^{M3(u)}``, so
+    ``p_u ∝ M3(u)·C^{M3(u)}``; 0 for users not in U3."""
     if not 0 < penalty <= 1:
         raise RecrankerError(f"sampling.penalty: must be in (0, 1], got {penalty}")
     m3 = np.asarray(m3, dtype=np.float64)
-    psi = np.where(m3 > 0, penalty**m3, 0.0)
+    psi = m3 * penalty**m3
     total = psi.sum()
     if total <= 0:
         raise RecrankerError("repetition penalty: U1 and U2 are both empty")
@@ -166,12 +171,17 @@ def long_tail_mask(q: np.ndarray) -> np.ndarray:
 
 
 def sampling_metrics(result: SampleResult, q: np.ndarray) -> dict[str, float | int]:
-    """Distinct users, Gini of the multiplicities of the drawn users, long-tail shares."""
+    """Distinct users, Gini of the multiplicities of the drawn users, long-tail shares, and the
+    mean number of training interactions per drawn instance beside the all-users mean (what a
+    uniform draw gives in expectation): how far the sample leans to informative users."""
     counts = result.counts
     drawn = counts > 0
     tail = long_tail_mask(q)
     total = int(counts.sum())
+    qf = np.asarray(q, dtype=np.float64)
     return {
+        "mean_interactions_sampled": float(counts @ qf / total) if total else 0.0,
+        "mean_interactions_uniform": float(qf.mean()) if len(qf) else 0.0,
         "instances": total,
         "distinct_users": int(drawn.sum()),
         "max_multiplicity": int(counts.max()) if total else 0,

@@ -52,6 +52,9 @@ class InstructParams(Strict):
     # prompts and are evaluated — for cheap CPU experiments such as the ablation; the metrics
     # then say how many users they cover.
     max_test_users: int = Field(0, ge=0)
+    # Validation prompts (choose the hybrid's weights): the users whose valid item is among the
+    # candidates (the others score 0 under any weights); 0 = all of them, n > 0 = a seeded n.
+    max_valid_users: int = Field(0, ge=0)
     max_title_chars: int = Field(100, ge=8)
     rating_mf: RatingMFParams = RatingMFParams()
     threads: int = Field(1, ge=1)  # torch threads of the rating MF (1 is fastest on a busy CPU)

@@ -76,6 +76,10 @@ class HybridParams(Strict):
 
 class EvaluateParams(Strict):
     ks: list[int] = [3, 5]
-    hybrid: HybridParams = HybridParams()
+    hybrid: HybridParams = HybridParams()  # the paper's weights (used as given with weights: paper)
+    # validation: C1-C3 and a1-a3 chosen on the valid split's predictions (rank --split valid) from
+    # a grid that starts with `hybrid`; paper: `hybrid` as given.
+    weights: Literal["validation", "paper"] = "validation"
+    bootstrap: int = Field(2000, ge=100)  # paired bootstrap resamples of the test users (95% CI)
     samples: int = Field(20, ge=0)  # sample prompts/outputs logged as a W&B table
 

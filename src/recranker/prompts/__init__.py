@@ -3,7 +3,16 @@
 Light on purpose (numpy/pandas only): the LLM code imports :mod:`.parsing` and :mod:`.text`.
 """
 
-from .builders import TASKS, InstructConfig, build_test, build_training, make_corpus, test_stats
+from .builders import (
+    TASKS,
+    InstructConfig,
+    build_test,
+    build_training,
+    listwise_order,
+    make_corpus,
+    test_stats,
+    valid_users,
+)
 from .corpus import Corpus
 from .enhance import assign_folds, crossfit_predict, train_only_predict
 from .parsing import complete_order, parse_listwise, parse_yes_no
@@ -24,9 +33,11 @@ __all__ = [
     "complete_order",
     "crossfit_predict",
     "domain_for_format",
+    "listwise_order",
     "make_corpus",
     "parse_listwise",
     "parse_yes_no",
     "test_stats",
     "train_only_predict",
+    "valid_users",
 ]

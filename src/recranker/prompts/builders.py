@@ -8,12 +8,20 @@ Training (one instruction per occurrence of a sampled user, task and repeat):
 * pointwise: one rated item, answer = its rating (one digit, :class:`RatingScale`);
 * pairwise: two items of different levels, answer ``Yes`` iff A is preferred;
 * listwise: ``listwise_liked`` liked + ``listwise_disliked`` disliked + never-interacted items
-  up to ``listwise_size``; answer = the order by (level, rating); ties (e.g. two
-  never-interacted items) keep their random shown order;
+  up to ``listwise_size``; answer = the order by (level, rating); ties (e.g. the
+  never-interacted items) are ordered by a seeded random key drawn per *item*, independently of
+  the shown order, so the answer never teaches "copy the prompt's order";
 * the rated candidates all come from one cross-fitting fold (see :mod:`.enhance`); the history
   is the user's latest training items *other than the candidates*;
 * position shifting: candidates shown in random order (``shuffle_candidates``; off = sorted by
   item id, a fixed order unrelated to preference), history shuffled if ``shuffle_history``.
+
+Position shifting at inference (``n_test_permutations`` seeded shown orders per user, off =
+the backbone's order once) and how answers are aggregated over them: pointwise does not depend
+on the order (asked once); pairwise votes per unordered pair over every shown order (an order
+that picks the other item cancels it: see ``recranker.ranking.tasks.pair_wins``, so an answer
+that follows the position rather than the movie adds nothing); listwise takes each item's mean
+position over the permutations.
 
 Test (every user with test candidates, every permutation): candidates = the backbone's top-k'
 for ``split=test``; history = latest train + valid items; ``label`` = the user's test item id
@@ -110,6 +118,7 @@ class Plan:
     ratings: list[float]  # nan for never-interacted
     history: list[int] = field(default_factory=list)  # item ids in shown order
     history_ratings: list[float] = field(default_factory=list)
+    tie_keys: list[float] = field(default_factory=list)  # per shown candidate: listwise tie order
 
 
 @dataclass(frozen=True)
@@ -205,11 +214,14 @@ def _plan_one(task, corpus: Corpus, u, occ, rep, rows: _Rows, rng, cfg) -> Plan 
     if not len(keep):
         return None
     horder = rng.permutation(len(keep)) if cfg.shuffle_history else np.arange(len(keep))
+    # Drawn last (no earlier draw moves) and per item in candidate order, not shown order.
+    ties = rng.random(len(items))
     return Plan(
         user=u, occurrence=occ, repeat=rep, task=task, fold=fold,
         items=[items[i] for i in shown], levels=[levels[i] for i in shown],
         ratings=[ratings[i] for i in shown],
         history=rows.item[keep][horder].tolist(), history_ratings=rows.rating[keep][horder].tolist(),
+        tie_keys=[float(ties[i]) for i in shown],
     )
 
 
@@ -240,9 +252,10 @@ def _prefix(corpus: Corpus, cfg: InstructConfig, items: Sequence[int], ratings: 
     return T.history_block(titles, shown, cfg.scale, cfg.domain, cfg.shuffle_history)
 
 
-def _listwise_order(levels: Sequence[int], ratings: Sequence[float]) -> list[int]:
-    """Target order: level desc, then rating desc; ties keep the (random) shown order."""
-    key = [(-lv, -(0.0 if np.isnan(r) else r)) for lv, r in zip(levels, ratings)]
+def listwise_order(levels: Sequence[int], ratings: Sequence[float], tie_keys: Sequence[float]) -> list[int]:
+    """Target order (indices into the shown candidates): level desc, then rating desc, then the
+    item's random tie key — so among tied items the order does not depend on where they are shown."""
+    key = [(-lv, -(0.0 if np.isnan(r) else r), t) for lv, r, t in zip(levels, ratings, tie_keys)]
     return sorted(range(len(levels)), key=lambda i: key[i])
 
 
@@ -273,7 +286,7 @@ def render_training(
             completion = "Yes" if p.levels[0] > p.levels[1] else "No"  # levels always differ
         else:
             suffix = T.listwise_suffix(titles, cfg.domain, _score_order(h) if h else None)
-            completion = T.listwise_answer(titles, _listwise_order(p.levels, p.ratings))
+            completion = T.listwise_answer(titles, listwise_order(p.levels, p.ratings, p.tie_keys))
         yield {
             "id": f"{cfg.dataset}/train/u{p.user}/o{p.occurrence}/{p.task}/{p.repeat}",
             "dataset": cfg.dataset,
@@ -377,8 +390,13 @@ def build_test(
     backbone: str,
     cfg: InstructConfig,
     seed: int,
+    split: str = "test",
+    users: set[int] | None = None,
 ) -> Iterator[dict]:
-    """Test rows for every user with ``split == "test"`` candidates of one backbone.
+    """Ranking rows for every user with ``split`` candidates of one backbone (``split`` is
+    ``test``, or ``valid`` for choosing the hybrid's weights: the valid item is the label, the
+    history stops before it, the candidates are the backbone's with train items masked).
+    ``users``: only these users (None: all).
 
     ``candidates``: user_id, split, rank, item_id, score (candidates.parquet); with
     ``cfg.enhance`` also ``rating_pred`` (the rating model fitted on ``split=train`` only, see
@@ -390,14 +408,17 @@ def build_test(
     missing = [c for c in need if c not in candidates.columns]
     if missing:
         raise RecrankerError(f"candidates ({backbone}): missing column '{missing[0]}'")
-    cand = candidates.loc[candidates["split"] == "test"].sort_values(["user_id", "rank"], kind="stable")
+    cand = candidates.loc[candidates["split"] == split].sort_values(["user_id", "rank"], kind="stable")
+    if users is not None:
+        cand = cand.loc[cand["user_id"].isin(users)]
+    targets = corpus.target_item(split)
     system = T.system_text(cfg.domain)
     rank_col = "score" if cfg.test_rank_hint == "backbone" else "rating_pred"
     for u, grp in cand.groupby("user_id", sort=True):
         u = int(u)
-        if u not in corpus.test_item:
-            raise RecrankerError(f"candidates ({backbone}): user {u} has no test interaction")
-        target = int(corpus.test_item[u])
+        if u not in targets:
+            raise RecrankerError(f"candidates ({backbone}): user {u} has no {split} interaction")
+        target = int(targets[u])
         items = grp["item_id"].to_numpy(np.int64)
         ranks = grp["rank"].to_numpy(np.int64)
         k = len(items)
@@ -405,17 +426,19 @@ def build_test(
             raise RecrankerError(f"candidates ({backbone}): {k} candidates, listwise allows 26")
         rank_scores = grp[rank_col].to_numpy(np.float64) if cfg.enhance else None
         rating_pred = grp["rating_pred"].to_numpy(np.float64) if cfg.enhance else None
-        hist = corpus.visible_rows(u).tail(cfg.history_len)
-        for perm in range(cfg.n_test_permutations):
+        hist = corpus.history_rows(u, split).tail(cfg.history_len)
+        # Without position shifting every permutation would be the backbone order: show it once.
+        for perm in range(cfg.n_test_permutations if cfg.shuffle_candidates else 1):
             ho = test_history_order(seed, u, perm, len(hist), cfg.shuffle_history)
             h_items = hist["item_id"].to_numpy()[ho].tolist()
             prefix = _prefix(corpus, cfg, h_items, hist["rating"].to_numpy(np.float64)[ho].tolist())
-            shown = test_candidate_order(seed, u, perm, k)
+            shown = test_candidate_order(seed, u, perm, k, cfg.shuffle_candidates)
             pos = np.empty(k, dtype=np.int64)
             pos[shown] = np.arange(k)
             ctx = _TestPrompt(
                 base={"dataset": cfg.dataset, "user_id": u, "backbone": backbone, "label": target},
-                rid=f"{cfg.dataset}/{backbone}/u{u}/p{perm}", system=system, prefix=prefix,
+                rid=f"{cfg.dataset}/{backbone}/{'' if split == 'test' else split + '/'}u{u}/p{perm}",
+                system=system, prefix=prefix,
                 items=items, ranks=ranks,
                 common={"perm": perm, "history": [int(i) for i in h_items],
                         "prefix_chars": len(prefix), "target_in_candidates": bool(target in items)},
@@ -444,6 +467,17 @@ def build_test(
                 suffix = T.listwise_suffix(titles, cfg.domain, hint_order)
                 yield row("listwise", 0, shown.tolist(), suffix,
                           _round(rank_scores[shown]) if cfg.enhance else None)
+
+
+def valid_users(corpus: Corpus, candidates: pd.DataFrame, n: int, seed: int) -> set[int]:
+    """The users whose valid item is among their ``split=valid`` candidates — the only ones whose
+    validation metrics any re-ranking can change — or a seeded subset of ``n`` of them (0: all)."""
+    from recranker.data import test_user_subset
+
+    c = candidates.loc[candidates["split"] == "valid", ["user_id", "item_id"]]
+    target = c["user_id"].map(corpus.valid_item)
+    hit = c.loc[c["item_id"].to_numpy() == target.to_numpy(), "user_id"]
+    return set(test_user_subset(hit, n, seed).tolist()) if len(hit) else set()
 
 
 def test_stats(rows: Sequence[dict]) -> dict:

@@ -65,6 +65,8 @@ class Corpus:
         self.visible = df.loc[split != "test"].reset_index(drop=True)  # test-time history
         test = df.loc[split == "test"]
         self.test_item = dict(zip(test["user_id"].tolist(), test["item_id"].tolist()))
+        valid = df.loc[split == "valid"]
+        self.valid_item = dict(zip(valid["user_id"].tolist(), valid["item_id"].tolist()))
         self._seen = {
             int(u): frozenset(g.tolist()) for u, g in df.groupby("user_id")["item_id"]
         }
@@ -82,6 +84,19 @@ class Corpus:
     def visible_rows(self, u: int) -> pd.DataFrame:
         """The user's train + valid rows, oldest first (test-time history)."""
         return self.visible.iloc[self._slice(self._visible_users, u)]
+
+    def history_rows(self, u: int, split: str) -> pd.DataFrame:
+        """What a ranking prompt for ``split`` may show, oldest first: everything before that
+        split's item (train rows for ``valid``; train + valid rows for ``test``)."""
+        if split == "valid":
+            return self.train_rows(u)
+        if split == "test":
+            return self.visible_rows(u)
+        raise RecrankerError(f"unknown ranking split '{split}' (valid|test)")
+
+    def target_item(self, split: str) -> dict[int, int]:
+        """user → the held-out item of ``split`` (valid or test)."""
+        return {"valid": self.valid_item, "test": self.test_item}[split]
 
     def train_counts(self) -> np.ndarray:
         """q_u: training interactions per user (index = user id)."""

@@ -27,12 +27,13 @@ def permutation(n: int, rng: np.random.Generator, shuffle: bool = True) -> np.nd
     return rng.permutation(n) if shuffle else np.arange(n)
 
 
-def test_candidate_order(seed: int, user: int, perm: int, n: int) -> np.ndarray:
-    """Shown order (indices into the backbone's ranking) of permutation ``perm`` of a user.
+def test_candidate_order(seed: int, user: int, perm: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """Shown order (indices into the backbone's ranking) of permutation ``perm`` of a user; the
+    backbone's own order when position shifting is off (the "w/o position shifting" ablation).
 
     Independent of the backbone, so backbones with equal candidates get equal prompts.
     """
-    return permutation(n, rng_for(seed, TEST_CANDIDATES, user, perm))
+    return permutation(n, rng_for(seed, TEST_CANDIDATES, user, perm), shuffle)
 
 
 def test_history_order(seed: int, user: int, perm: int, n: int, shuffle: bool) -> np.ndarray:
