@@ -118,7 +118,7 @@ def _random_predictions(rng, users, cands):
     for u in users:
         c = cands[u]
         point += [{"user_id": u, "candidates": [i], "scores": [float(rng.uniform(1, 5))]} for i in c]
-        for a, b in zip(c, c[1:]):
+        for a, b in itertools.pairwise(c):
             s = float(rng.random())
             pair.append({"user_id": u, "candidates": [a, b], "scores": [s, 1 - s]})
             pair.append({"user_id": u, "candidates": [b, a], "scores": [1 - s, s]})
