@@ -78,6 +78,21 @@ def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) ->
     }
 
 
+def count_parameters(base: Path) -> int:
+    """Parameters of the model in ``base`` (read from the safetensors headers, no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in sorted(Path(base).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open has no __iter__
+                n = 1
+                for d in fh.get_slice(key).get_shape():
+                    n *= d
+                total += n
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
@@ -105,6 +120,7 @@ def main() -> None:
             save_base(load_model(OFFLINE_DEFAULT), load_tokenizer(OFFLINE_DEFAULT), tmp / "base")
             print(f"converted the offline default in {time.perf_counter() - t0:.0f}s")
             base = str(tmp / "base")
+        n_params = count_parameters(base)
         configs = [("sft", 0, False), ("sft", 0, True), ("dmpo", 1, False), ("dmpo", 3, False), ("dmpo", 5, False),
                    ("dmpo", 3, True)]
         rows = []
@@ -138,6 +154,21 @@ def main() -> None:
             r["max_loss_diff_vs_fp32"] = max(abs(a - b) for a, b in zip(r["losses"], ref["losses"], strict=True))
             print(f"{r['kind']} k={r['k']} bf16 vs fp32: {r['speedup_vs_fp32']:.2f}x speed, "
                   f"max loss difference {r['max_loss_diff_vs_fp32']:.4f}")
+    # Training costs ~6 FLOPs per parameter and token (forward + backward): the model's rate beside
+    # what this CPU's matmul reaches at the same precision says how much a faster kernel could give.
+    import torch
+    from rank_throughput import matmul_peak
+
+    torch.set_num_threads(args.threads)
+    peak = {False: matmul_peak(torch.float32), True: matmul_peak(torch.bfloat16)}
+    for r in rows:
+        if r["tokens_per_s"]:
+            r["model_gflops"] = 6 * n_params * r["tokens_per_s"] / 1e9
+            r["matmul_peak_gflops"] = peak[r["bf16"]]
+            r["fraction_of_matmul_peak"] = r["model_gflops"] / peak[r["bf16"]]
+            print(f"{r['kind']} k={r['k']} {'bf16' if r['bf16'] else 'fp32'}: {r['tokens_per_s']:.0f} tokens/s = "
+                  f"{r['model_gflops']:.0f} GFLOP/s, {100 * r['fraction_of_matmul_peak']:.0f}% of the measured "
+                  f"2048² matmul ({peak[r['bf16']]:.0f} GFLOP/s)")
     sft = next(r for r in rows if r["kind"] == "sft" and not r["bf16"])
     print(f"\ndefault SFT profile (30 steps, batch 4, max_length 384): ~{30 * sft['s_per_step'] / 60:.1f} min "
           f"of optimizer steps")

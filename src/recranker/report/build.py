@@ -74,6 +74,12 @@ def _cell(e: Experiment | None, path: str, *keys: str, digits: int = 4) -> str:
     return fmt(value, digits) if not isinstance(value, dict) else NA
 
 
+def _interval(e: Experiment | None, loc: Locations, ds: str, bb: str, metric: str) -> str:
+    data = e.metrics.get(loc.evaluate.format(dataset=ds, backbone=bb)) if e else None
+    ci = get(data, f"bootstrap.hybrid.{metric}.improvement_ci95_%") if data else None
+    return f"[{pct(ci[0])}, {pct(ci[1])}]" if isinstance(ci, list) and len(ci) == 2 else NA
+
+
 def main_table(e: Experiment | None, title: str, datasets: Sequence[str], backbones: Sequence[str],
                metrics: Sequence[str], loc: Locations) -> Table:
     """RecRanker Tables III/IV: per backbone, Base and each re-ranking, then the improvement row."""
@@ -92,6 +98,8 @@ def main_table(e: Experiment | None, title: str, datasets: Sequence[str], backbo
                 else:
                     imp.append(pct(get(data, f"hybrid.improvement_%.{m}")) if "hybrid" in data else NA)
         rows.append([bb, "Improvement (hybrid vs base)"] + imp)
+        rows.append([bb, "95% paired bootstrap interval"] + [_interval(e, loc, ds, bb, m)
+                                                             for ds in datasets for m in metrics])
     note = "" if e is not None else "experiment not run"
     return Table(title, cols, rows, note)
 
