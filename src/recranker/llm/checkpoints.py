@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recranker.errors import RecrankerError
+
 FINGERPRINT = "fingerprint.json"
 PREFIX = "checkpoint-"
 # What the Trainer writes into every checkpoint; trainer_state.json comes last.
@@ -111,3 +113,25 @@ def resume_point(ckpt_dir: str | Path, fingerprint: dict[str, Any],
         os.replace(ck, aside)
         say(f"{ck}: incomplete checkpoint ({why}), set aside as {aside.name}")
     return None
+
+
+def restore_active_adapter(model, checkpoint: str | Path) -> bool:
+    """Load the checkpoint's root adapter into ``model``'s active adapter; True if done.
+
+    Needed when a peft model carries a second adapter (trl's DPO keeps the frozen reference as
+    "ref"): the checkpoint then holds "ref" in a subfolder, and transformers' resume loads only
+    the subfolders, leaving the trained "default" adapter at its starting weights (silently: the
+    policy restarts from SFT with a half-finished schedule). Harmless for a single adapter.
+    """
+    weights = Path(checkpoint) / "adapter_model.safetensors"
+    if not hasattr(model, "peft_config") or not weights.is_file():
+        return False
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    active = model.active_adapter if isinstance(model.active_adapter, str) else model.active_adapters[0]
+    result = set_peft_model_state_dict(model, load_file(str(weights)), adapter_name=active)
+    unmatched = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+    if unmatched:
+        raise RecrankerError(f"{weights}: {len(unmatched)} adapter tensors do not match the model")
+    return True

@@ -213,9 +213,11 @@ def run_fingerprint(cfg: TrainSettings, *data: Any, models: Sequence[str | Path]
 def run_trainer(trainer, ckpt_dir: Path, *, fingerprint: dict[str, Any]) -> tuple[Any, float, str | None]:
     """Train, resuming from the newest complete checkpoint in ``ckpt_dir`` made with the same
     ``fingerprint`` (:func:`recranker.llm.checkpoints.resume_point`); return (result, seconds, resumed)."""
-    from recranker.llm.checkpoints import resume_point
+    from recranker.llm.checkpoints import restore_active_adapter, resume_point
 
     resume = resume_point(ckpt_dir, fingerprint)
+    if resume is not None:
+        restore_active_adapter(trainer.model, resume)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     return result, time.perf_counter() - t0, resume
