@@ -192,3 +192,19 @@ def test_movielens_utf8_titles_are_not_mojibake(tmp_path):
              f"2|Amélie (2001)|01-Jan-2001||http://x|{flags}\n").encode(enc))
         titles = list(read_ml100k(tmp_path).items["title"])
         assert titles == ["Café Society (1995)", "Amélie (2001)"], (enc, titles)
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_deleted_or_truncated_adapter_names_the_file(tiny_base, tmp_path, damage):
+    from peft import LoraConfig, get_peft_model
+
+    from recranker.llm.model import load_model, load_tuned
+
+    adapter = tmp_path / "sft"
+    get_peft_model(load_model(str(tiny_base)), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(adapter)
+    weights = adapter / "adapter_model.safetensors"
+    weights.unlink() if damage == "delete" else _truncate(weights)
+    with pytest.raises(RecrankerError) as err:
+        load_tuned(adapter, tiny_base)
+    msg = str(err.value)
+    assert msg.startswith(str(weights)) and "\n" not in msg, msg
