@@ -201,3 +201,45 @@ def test_load_50_clients_with_room_in_the_queue_all_served(backend):
     finally:
         srv.stop()
         t.join(timeout=20)
+
+
+@pytest.mark.slow
+def test_serve_command_with_default_params_answers_a_generating_request(tmp_path):
+    """`recranker serve` as a user runs it (default rank.workers: 2), bounded by --max-requests."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_ranking_stages import make_project
+
+    root = make_project(tmp_path, tasks=("pointwise",))
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("RECRANKER_API_KEY", None)
+    exe = Path(sys.executable).parent / "recranker"
+    proc = subprocess.Popen([str(exe), "serve", "--port", "0", "--max-requests", "2", "--idle-timeout", "120"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving "), line + proc.stderr.read()[-2000:]
+        url = line.rsplit(" at ", 1)[1].strip()
+        host, port = url.removeprefix("http://").split("/")[0].rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(CHAT),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        assert isinstance(json.loads(resp.read())["choices"][0]["message"]["content"], str)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps({**CHAT, "top_p": -1}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 400 and b"top_p" in resp.read()
+        conn.close()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        assert "served 2 request(s)" in out
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
