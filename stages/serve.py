@@ -24,6 +24,7 @@ def serve(
     idle_timeout: float = typer.Option(0.0, help="Stop after this many idle seconds (0 = never)."),
     queue: int = typer.Option(16, min=1, help="Requests waiting for the model before 503 + Retry-After."),
     timeout: float = typer.Option(10.0, min=0.1, help="Seconds a client may stay idle or take to send a body."),
+    max_tokens: int = typer.Option(1024, min=1, help="Largest max_tokens a request may ask for (also bounded by the context)."),
 ) -> None:
     """Serve /v1/models, /v1/completions and /v1/chat/completions until stopped."""
     from recranker.llm.backends.server import OpenAIServer, describe_bind
@@ -39,7 +40,7 @@ def serve(
     try:
         server = OpenAIServer(backend, host=host, port=port, model_name=p.rank.openai.model,
                               api_key=os.environ.get(p.rank.openai.api_key_env) or None,
-                              queue_size=queue, timeout=timeout)
+                              queue_size=queue, timeout=timeout, max_tokens=max_tokens)
         typer.echo(f"serving {p.rank.openai.model} ({p.rank.model}, {p.rank.dtype}) at {server.url}")
         try:
             n = server.serve(max_requests=max_requests or None, idle_timeout=idle_timeout or None)

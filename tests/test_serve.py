@@ -135,6 +135,18 @@ def test_idle_and_slow_clients_do_not_block_and_are_timed_out(server):
     slow.close()
 
 
+def test_server_max_tokens_cap(backend):
+    srv = OpenAIServer(backend, port=0, max_tokens=8)
+    t = srv.start_thread(idle_timeout=60)
+    try:
+        code, body, _ = post(srv, "/chat/completions", {**CHAT, "max_tokens": 9})
+        assert code == 400 and body["error"]["message"].startswith("max_tokens: 9 is above"), body
+        assert post(srv, "/chat/completions", {**CHAT, "max_tokens": 8})[0] == 200
+    finally:
+        srv.stop()
+        t.join(timeout=20)
+
+
 def test_api_key_required_when_set(backend):
     srv = OpenAIServer(backend, port=0, api_key="s3cret")
     t = srv.start_thread(idle_timeout=60)

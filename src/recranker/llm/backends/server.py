@@ -84,10 +84,11 @@ class ChatRequest(_Sampling):
 class CompletionService:
     """Turns validated OpenAI request bodies into `hf` backend calls (no HTTP here: testable directly)."""
 
-    def __init__(self, backend, model_name: str = "recranker"):
+    def __init__(self, backend, model_name: str = "recranker", max_tokens: int | None = None):
         self.backend = backend
         self.tok = backend.tokenizer
         self.model_name = model_name
+        self.max_tokens = max_tokens  # the server's own cap: one request may not hold the model for minutes
         config = getattr(getattr(backend, "model", None), "config", None)
         self.context = int(getattr(config, "max_position_embeddings", 0) or 0) or None
 
@@ -107,7 +108,10 @@ class CompletionService:
         )
 
     def _fit(self, n_prompt: int, sampling: Sampling, where: str = "prompt") -> Sampling:
-        """The request must fit the model's context: prompt tokens + max_tokens."""
+        """The request must fit the model's context (prompt tokens + max_tokens) and the server's cap."""
+        if self.max_tokens is not None and sampling.max_new_tokens > self.max_tokens:
+            raise BadRequest(f"max_tokens: {sampling.max_new_tokens} is above this server's limit of "
+                             f"{self.max_tokens} (recranker serve --max-tokens)")
         if self.context is None:
             return sampling
         if n_prompt >= self.context:
@@ -338,10 +342,10 @@ class OpenAIServer:
 
     def __init__(self, backend, host: str = "127.0.0.1", port: int = 8000, model_name: str = "recranker",
                  api_key: str | None = None, *, queue_size: int = 16, timeout: float = 10.0,
-                 max_connections: int = 256):
+                 max_connections: int = 256, max_tokens: int | None = None):
         import uvicorn
 
-        self.service = CompletionService(backend, model_name)
+        self.service = CompletionService(backend, model_name, max_tokens=max_tokens)
         self._count = [0]
         self.app = build_app(self.service, api_key=api_key, queue_size=queue_size, counter=self._count)
         self.app.add_middleware(_BodyTimeout, timeout=timeout)
