@@ -98,9 +98,11 @@ def test_stale_temps_of_killed_writers_are_removed_live_ones_kept(tmp_path):
     live.mkdir()
     other = tmp_path / ".out.json.notapid"  # not our pattern: never touched
     other.mkdir()
+    sibling = tmp_path / f".out.json.{dead}.{os.getpid()}.q1w2"  # a temp of "out.json.<dead>"
+    sibling.mkdir()
     write_json(tmp_path / "out.json", {"a": 1})
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(["out.json", live.name, other.name])
+    assert names == sorted(["out.json", live.name, other.name, sibling.name])
 
 
 # ------------------------------------------------------------------ 5. readers name the file

@@ -41,7 +41,8 @@ def remove_stale_temps(target: str | Path) -> list[Path]:
     prefix = f".{target.name}."
     for tmp in target.parent.glob(f".{glob.escape(target.name)}.*"):
         pid, _, rest = tmp.name[len(prefix):].partition(".")
-        if not (pid.isdigit() and rest) or _pid_alive(int(pid)):
+        # mkdtemp's suffix has no dots: ".a.5.<pid>.x" (a temp of "a.5") is not one of "a"'s
+        if not (pid.isdigit() and rest and "." not in rest) or _pid_alive(int(pid)):
             continue
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
