@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from recranker.errors import RecrankerError
@@ -117,6 +117,7 @@ def test_import_of_an_empty_file_or_list_is_an_error(tmp_path):
 @settings(max_examples=25, deadline=None)
 @given(n_before=st.integers(0, 6), blanks=st.lists(st.booleans(), max_size=6),
        bad=st.sampled_from(["{not json", '{"instruction": "x"}', "[1, 2]", '"text"']))
+@example(n_before=0, blanks=[], bad='"text"')  # a first line that is JSON but not an object
 def test_jsonl_importer_names_the_right_line(tmp_path_factory, n_before, blanks, bad):
     from recranker.preferences import import_llamafactory
 

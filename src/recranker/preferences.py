@@ -221,7 +221,7 @@ def import_llamafactory(path: str | Path) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if not text.lstrip().startswith("{"):  # a JSON list (or garbage): its own error position
+        if text.lstrip().startswith("["):  # a JSON list: the parser's own error position
             raise DataFormatError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
         data, lines = [], []
         for n, ln in enumerate(text.splitlines(), 1):
