@@ -17,15 +17,10 @@ from stages.common import params
 
 def load_interactions(dataset: str):
     """(prepared interactions, n_users, n_items) of DATASET; a missing file is a one-line error."""
-    import pandas as pd
-
-    from recranker.errors import RecrankerError
+    from recranker.io import read_parquet
 
     src = paths.processed(dataset) / "interactions.parquet"
-    try:
-        df = pd.read_parquet(src)
-    except FileNotFoundError:
-        raise RecrankerError(f"{src}: not found (run `recranker prepare --dataset {dataset}`)") from None
+    df = read_parquet(src, missing=f"run `recranker prepare --dataset {dataset}`")
     return (df, *_id_ranges(paths.processed(dataset) / "stats.json", df))
 
 

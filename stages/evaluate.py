@@ -17,14 +17,9 @@ from stages.common import params
 
 
 def _read_parquet(path, hint: str):
-    import pandas as pd
+    from recranker.io import read_parquet
 
-    from recranker.errors import RecrankerError
-
-    try:
-        return pd.read_parquet(path)
-    except FileNotFoundError:
-        raise RecrankerError(f"{path}: not found (run {hint} first)") from None
+    return read_parquet(path, missing=f"run {hint} first")
 
 
 def load_inputs(dataset: str, backbone: str, split: str = "test"):

@@ -24,9 +24,9 @@ def _read(path, what: str, hint: str):
 
     try:
         if str(path).endswith(".parquet"):
-            import pandas as pd
+            from recranker.io import read_parquet
 
-            return pd.read_parquet(path)
+            return read_parquet(path, missing=f"run `{hint}`")
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecrankerError(f"{path}: not found (run `{hint}`)") from None

@@ -138,10 +138,10 @@ def test_unreachable_endpoint_is_one_line_error():
 
 def test_server_rejects_bad_requests_without_retrying(tok, server):
     client = OpenAIBackend(server.url, "tiny", tokenizer=tok, max_retries=3, backoff=5.0)
-    before = server.httpd.handled
+    before = server.handled
     with pytest.raises(RecrankerError, match="HTTP 400"):
         client._post("/chat/completions", {"messages": "not a list"})
-    assert server.httpd.handled == before + 1  # 4xx: no retry (backoff 5 s would show)
+    assert server.handled == before + 1  # 4xx: no retry (backoff 5 s would show)
 
 
 def test_server_stops_after_max_requests(hf, tok):
@@ -151,7 +151,7 @@ def test_server_stops_after_max_requests(hf, tok):
     client.label_logprobs(prompts(1, 1), ["1", "2"])
     client.label_logprobs(prompts(1, 1), ["1", "2"])
     t.join(timeout=10)
-    assert not t.is_alive() and srv.httpd.handled == 2
+    assert not t.is_alive() and srv.handled == 2
 
 
 def test_multi_token_labels_are_scored_as_complete_answers(tok, hf):

@@ -209,49 +209,79 @@ def import_llamafactory(path: str | Path) -> list[dict]:
     The user turn is ``instruction`` followed by a newline and ``input`` when present.
     """
     path = Path(path)
+    if not path.is_file():
+        raise RecrankerError(f"{path}: not found" if not path.exists() else f"{path}: not a file")
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecrankerError(f"{path}: not found") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(path, line, "not UTF-8") from None
+    lines: list[int | None]  # the line of each entry (JSON Lines), None inside one JSON document
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        try:
-            data = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-        except json.JSONDecodeError:
+        if text.lstrip().startswith("["):  # a JSON list: the parser's own error position
             raise DataFormatError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list):
-        raise DataFormatError(path, None, "expected a JSON list of objects")
+        data, lines = [], []
+        for n, ln in enumerate(text.splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                data.append(json.loads(ln))
+            except json.JSONDecodeError as line_exc:
+                raise DataFormatError(path, n, f"invalid JSON ({line_exc.msg})") from None
+            lines.append(n)
+    else:
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list):
+            raise DataFormatError(path, None, "expected a JSON list of objects")
+        lines = [None] * len(data)
+    if not data:
+        raise DataFormatError(path, None, "no preference entries (empty file or empty list)")
     rows = []
     for i, e in enumerate(data):
+        if lines[i] is not None:  # JSON Lines: name the line, as the user's editor numbers it
+            path_i = f"{path}:{lines[i]}"
+            if not isinstance(e, dict):
+                raise RecrankerError(f"{path_i}: expected an object")
+            try:
+                rows.append(_import_entry(e, Path(path), i))
+            except DataFormatError as exc:
+                raise RecrankerError(f"{path_i}: {exc.problem}") from None
+            continue
         if not isinstance(e, dict):
             raise DataFormatError(path, None, f"entry {i}: expected an object")
-        instruction = _text(e, "instruction", path, i)
-        inp = _text(e, "input", path, i, required=False)
-        if "output" in e:
-            out = e["output"]
-            if not (isinstance(out, list) and len(out) >= 2 and all(isinstance(o, str) for o in out)):
-                raise DataFormatError(path, None, f"entry {i}: 'output' must be [chosen, rejected, ...] strings")
-            chosen, rejected = out[0], out[1:]
-        elif "chosen" in e and "rejected" in e:
-            chosen = e["chosen"]
-            rejected = e["rejected"] if isinstance(e["rejected"], list) else [e["rejected"]]
-            if not isinstance(chosen, str) or not rejected or not all(isinstance(r, str) for r in rejected):
-                raise DataFormatError(path, None, f"entry {i}: 'chosen'/'rejected' must be strings")
-        else:
-            raise DataFormatError(path, None, f"entry {i}: needs 'output' or 'chosen' and 'rejected'")
-        msgs = []
-        system = e.get("system")
-        if system:
-            msgs.append({"role": "system", "content": str(system)})
-        for turn in e.get("history") or []:
-            if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
-                raise DataFormatError(path, None, f"entry {i}: 'history' must be [[user, assistant], ...]")
-            msgs += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
-        msgs.append({"role": "user", "content": instruction + ("\n" + inp if inp else "")})
-        rows.append({"id": f"{path.stem}/{i}", "dataset": path.stem, "user_id": None, "prompt": msgs,
-                     "chosen": chosen, "rejected": list(rejected), "candidates": [],
-                     "meta": {"source": path.name, "index": i}})  # fmt: skip
+        rows.append(_import_entry(e, path, i))
     return rows
+
+
+def _import_entry(e: dict, path: Path, i: int) -> dict:
+    """One LLaMA-Factory entry → one preference row (errors name the entry)."""
+    instruction = _text(e, "instruction", path, i)
+    inp = _text(e, "input", path, i, required=False)
+    if "output" in e:
+        out = e["output"]
+        if not (isinstance(out, list) and len(out) >= 2 and all(isinstance(o, str) for o in out)):
+            raise DataFormatError(path, None, f"entry {i}: 'output' must be [chosen, rejected, ...] strings")
+        chosen, rejected = out[0], out[1:]
+    elif "chosen" in e and "rejected" in e:
+        chosen = e["chosen"]
+        rejected = e["rejected"] if isinstance(e["rejected"], list) else [e["rejected"]]
+        if not isinstance(chosen, str) or not rejected or not all(isinstance(r, str) for r in rejected):
+            raise DataFormatError(path, None, f"entry {i}: 'chosen'/'rejected' must be strings")
+    else:
+        raise DataFormatError(path, None, f"entry {i}: needs 'output' or 'chosen' and 'rejected'")
+    msgs = []
+    system = e.get("system")
+    if system:
+        msgs.append({"role": "system", "content": str(system)})
+    for turn in e.get("history") or []:
+        if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
+            raise DataFormatError(path, None, f"entry {i}: 'history' must be [[user, assistant], ...]")
+        msgs += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    msgs.append({"role": "user", "content": instruction + ("\n" + inp if inp else "")})
+    return {"id": f"{path.stem}/{i}", "dataset": path.stem, "user_id": None, "prompt": msgs,
+            "chosen": chosen, "rejected": list(rejected), "candidates": [],
+            "meta": {"source": path.name, "index": i}}  # fmt: skip

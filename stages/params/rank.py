@@ -27,7 +27,7 @@ class OpenAIParams(Strict):
 
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "recranker"
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = "RECRANKER_API_KEY"
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0)
     top_logprobs: int = Field(20, ge=1, le=20)

@@ -102,7 +102,7 @@ def load(directory: str | Path, data: Interactions | None = None) -> Backbone:
     ``data`` (the same interactions it was trained on) is needed by models whose scores depend
     on the graph or the sequences; it is passed to :meth:`Backbone.prepare`.
     """
-    from safetensors.torch import load_file
+    from recranker.io import read_safetensors
 
     from . import build
 
@@ -116,7 +116,7 @@ def load(directory: str | Path, data: Interactions | None = None) -> Backbone:
     )
     if data is not None:
         model.prepare(data)
-    state = load_file(str(directory / "weights.safetensors"))
+    state = read_safetensors(directory / "weights.safetensors")
     model.load_state_dict(state, strict=True)
     return model
 

@@ -44,24 +44,33 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def decode(path: Path, data: bytes, encoding: str) -> str:
+def decode(path: Path, data: bytes, encoding: str | tuple[str, ...]) -> str:
     """Decode ``data`` strictly; UTF-16, NUL bytes and undecodable bytes name the line."""
     if not data.strip():
         raise DataFormatError(path, None, "empty file")
+    label = encoding if isinstance(encoding, str) else " or ".join(encoding)
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise DataFormatError(path, 1, f"UTF-16 byte-order mark; expected {encoding} text")
+        raise DataFormatError(path, 1, f"UTF-16 byte-order mark; expected {label} text")
     nul = data.find(b"\x00")
     if nul >= 0:
         raise DataFormatError(
-            path, _line_of(data, nul), f"NUL byte: not {encoding} text (UTF-16 or binary file?)"
+            path, _line_of(data, nul), f"NUL byte: not {label} text (UTF-16 or binary file?)"
         )
+    # A tuple is tried in order: MovieLens ships Latin-1, but a re-saved copy is UTF-8, and
+    # decoding UTF-8 as Latin-1 never fails, it only garbles every accented title.
+    *first, last = (encoding,) if isinstance(encoding, str) else encoding
+    for enc in first:
+        try:
+            return data.decode(enc).removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            continue
     try:
-        text = data.decode(encoding)
+        text = data.decode(last)
     except UnicodeDecodeError as exc:
         raise DataFormatError(
             path,
             _line_of(data, exc.start),
-            f"byte {data[exc.start]:#04x} cannot be decoded as {encoding}",
+            f"byte {data[exc.start]:#04x} cannot be decoded as {last}",
         ) from None
     return text.removeprefix("\ufeff")
 
@@ -70,7 +79,7 @@ def read_table(
     path: Path,
     *,
     sep: str,
-    encoding: str,
+    encoding: str | tuple[str, ...],
     columns: Sequence[str] | None = None,
     header: bool = False,
     required: Sequence[str] = (),

@@ -56,7 +56,7 @@ def read_ml100k(folder: str | Path) -> RawData:
     path = _require(folder, "u.item")
     flags = [f"g{i}" for i in range(len(ML100K_GENRES))]
     cols = ["item", "title", "release", "video_release", "url", *flags]
-    df = read_table(path, sep="|", encoding="latin-1", columns=cols, required=["item", *flags])
+    df = read_table(path, sep="|", encoding=("utf-8", "latin-1"), columns=cols, required=["item", *flags])
     item_ids = to_number(path, df, "item", integer=True)
     onehot = np.stack([to_number(path, df, f, integer=True, lo=0, hi=1) for f in flags], axis=1)
     names = np.array(ML100K_GENRES, dtype=object)
@@ -79,7 +79,7 @@ def read_ml1m(folder: str | Path) -> RawData:
     folder = Path(folder)
     ratings = _ratings(_require(folder, "ratings.dat"), "::")
     path = _require(folder, "movies.dat")
-    df = read_table(path, sep="::", encoding="latin-1", columns=["item", "title", "genres"])
+    df = read_table(path, sep="::", encoding=("utf-8", "latin-1"), columns=["item", "title", "genres"])
     item_ids = to_number(path, df, "item", integer=True)
     title = df["title"].str.strip()
     items = pd.DataFrame(

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recranker.errors import RecrankerError
-from recranker.io import atomic_path
+from recranker.io import atomic_path, read_parquet
 
 from .filtering import drop_duplicates, kcore
 from .raw import RawData
@@ -147,8 +147,8 @@ def load_prepared(out_dir: str | Path) -> Prepared:
     if missing:
         raise RecrankerError(f"{out_dir / missing[0]}: not found (run `recranker prepare` first)")
     return Prepared(
-        pd.read_parquet(out_dir / "interactions.parquet"),
-        pd.read_parquet(out_dir / "id_map.parquet"),
-        pd.read_parquet(out_dir / "items.parquet"),
+        read_parquet(out_dir / "interactions.parquet"),
+        read_parquet(out_dir / "id_map.parquet"),
+        read_parquet(out_dir / "items.parquet"),
         json.loads((out_dir / "stats.json").read_text(encoding="utf-8")),
     )

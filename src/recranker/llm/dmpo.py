@@ -29,6 +29,7 @@ from recranker.llm.sft import (
     TrainSettings,
     common_args,
     lora_config,
+    run_fingerprint,
     run_trainer,
     summarize_log,
     write_training_log,
@@ -267,7 +268,9 @@ def train_dmpo(
         raise RecrankerError("dmpo: no preference records")
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="recranker-dmpo-"))
     trainer = build_trainer(sft_dir, base_dir, examples, cfg, ckpt_dir, callbacks=callbacks)
-    result, seconds, resumed = run_trainer(trainer, ckpt_dir)
+    start = [sft_dir] if cfg.init == "sft" else []
+    fingerprint = run_fingerprint(cfg, examples, models=[*start, base_dir])
+    result, seconds, resumed = run_trainer(trainer, ckpt_dir, fingerprint=fingerprint)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from recranker.errors import RecrankerError
 
 OFFLINE_DEFAULT = "smollm2-135m-instruct-gguf"
@@ -133,6 +135,11 @@ def load_model(source: str, dtype: Any = None):
         if kind == "hub":
             raise _hub_error(source, exc) from None
         raise RecrankerError(f"llm.base_model: {where}: cannot load model ({exc})") from None
+    except (SafetensorError, ValueError, RuntimeError) as exc:  # a damaged weights file
+        if kind == "hub":
+            raise
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RecrankerError(f"{where}: cannot load model weights ({detail})") from None
     model.eval()
     return model
 
@@ -189,8 +196,15 @@ def load_tuned(model_dir: str | Path, base_dir: str | Path, merge: bool = True, 
         return load_model(str(model_dir), dtype=dtype)
     from peft import PeftModel
 
+    weights = model_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise RecrankerError(f"{weights}: not found (incomplete adapter; re-run the stage that wrote {model_dir})")
     base = load_model(str(base_dir), dtype=dtype)
-    model = PeftModel.from_pretrained(base, model_dir, is_trainable=not merge)
+    try:
+        model = PeftModel.from_pretrained(base, model_dir, is_trainable=not merge)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RecrankerError(f"{weights}: cannot load adapter ({detail})") from None
     if merge:
         model = model.merge_and_unload()
     model.eval()

@@ -421,6 +421,7 @@ class ShardedScorer:
         self.chunk_groups = chunk_groups
         self.progress = progress
         self.scorer_kwargs = {**scorer_kwargs, "progress": False}
+        self.pad_token_id = int(scorer_kwargs.get("pad_token_id", 0))  # same attribute as PrefixCachedScorer
         self.stats = ScorerStats()
         self._pool = None
 

@@ -191,15 +191,6 @@ def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dic
     )
 
 
-def last_checkpoint(checkpoint_dir: str | Path | None) -> str | None:
-    """The newest ``checkpoint-<step>`` in ``checkpoint_dir`` (what a re-run resumes from)."""
-    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(checkpoint_dir))
-
-
 def _dataset(records: Iterable[dict], name: str):
     from datasets import Dataset
 
@@ -209,9 +200,24 @@ def _dataset(records: Iterable[dict], name: str):
     return Dataset.from_list(rows)
 
 
-def run_trainer(trainer, ckpt_dir: Path) -> tuple[Any, float, str | None]:
-    """Train (resuming from the last checkpoint in ``ckpt_dir`` if any); return (result, seconds, resumed)."""
-    resume = last_checkpoint(ckpt_dir)
+def run_fingerprint(cfg: TrainSettings, *data: Any, models: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """What a checkpoint must have been made with to be resumed: the settings (but where
+    checkpoints and logs go), the data and the starting model files."""
+    from recranker.llm.checkpoints import digest, hash_files
+
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_dir", "report_to")}
+    return {"settings": settings, "data": [digest({"rows": list(d)}) for d in data],
+            "models": [hash_files(m) for m in models]}
+
+
+def run_trainer(trainer, ckpt_dir: Path, *, fingerprint: dict[str, Any]) -> tuple[Any, float, str | None]:
+    """Train, resuming from the newest complete checkpoint in ``ckpt_dir`` made with the same
+    ``fingerprint`` (:func:`recranker.llm.checkpoints.resume_point`); return (result, seconds, resumed)."""
+    from recranker.llm.checkpoints import restore_active_adapter, resume_point
+
+    resume = resume_point(ckpt_dir, fingerprint)
+    if resume is not None:
+        restore_active_adapter(trainer.model, resume)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     return result, time.perf_counter() - t0, resume
@@ -281,7 +287,8 @@ def train_sft(
         peft_config=lora_config(cfg.lora) if cfg.method == "lora" else None,
         callbacks=list(callbacks),
     )
-    result, seconds, resumed = run_trainer(trainer, ckpt_dir)
+    fingerprint = run_fingerprint(cfg, train_records, eval_records, models=[base_dir])
+    result, seconds, resumed = run_trainer(trainer, ckpt_dir, fingerprint=fingerprint)
     eval_metrics = trainer.evaluate() if eval_ds is not None else {}
 
     out = Path(out_dir)

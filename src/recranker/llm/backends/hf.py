@@ -94,7 +94,8 @@ class HFBackend(Backend):
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        kwargs = {"pad_token_id": pad or 0, "batch_size": batch_size, "min_prefix": min_prefix,
+        self.pad_token_id = int(pad or 0)  # generation pads with it, whichever scorer runs
+        kwargs = {"pad_token_id": self.pad_token_id, "batch_size": batch_size, "min_prefix": min_prefix,
                   "use_prefix_cache": use_prefix_cache, "progress": progress}
         if workers > 1:
             if load_spec is None:
@@ -204,7 +205,7 @@ class HFBackend(Backend):
         """Answer text for each token-id prompt (left-padded batches sorted by length)."""
         import torch
 
-        pad = self.scorer.pad_token_id
+        pad = self.pad_token_id
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
         do_sample = sampling.temperature > 0

@@ -40,7 +40,7 @@ class OpenAIBackend(Backend):
         model: str,
         *,
         tokenizer=None,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str = "RECRANKER_API_KEY",
         timeout: float = 60.0,
         max_retries: int = 4,
         backoff: float = 0.5,
@@ -68,10 +68,10 @@ class OpenAIBackend(Backend):
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
+        last, wait = "", 0.0
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
+            if attempt:  # a server's Retry-After (busy: 503/429) over our own backoff
+                time.sleep(min(wait or self.backoff * 2 ** (attempt - 1), 30.0))
             req = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -80,6 +80,8 @@ class OpenAIBackend(Backend):
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace").replace("\n", " ")
                 last = f"HTTP {exc.code}: {detail}"
+                retry_after = (exc.headers or {}).get("Retry-After", "")
+                wait = float(retry_after) if retry_after.strip().isdigit() else 0.0
                 if exc.code not in RETRY_STATUS:
                     break
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:

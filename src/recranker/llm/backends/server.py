@@ -1,4 +1,4 @@
-"""A minimal OpenAI-compatible HTTP server over the `hf` backend (`recranker serve`).
+"""An OpenAI-compatible HTTP server over the `hf` backend (`recranker serve`).
 
 Endpoints (the subset the `openai` backend and common clients use):
 
@@ -10,36 +10,87 @@ Endpoints (the subset the `openai` backend and common clients use):
 * ``POST /v1/chat/completions``: ``messages``, ``max_tokens``, ``temperature``, ``top_p``,
   ``top_k``, ``seed``, ``logprobs`` + ``top_logprobs`` (for the first generated token).
 
-stdlib ``http.server``, one request at a time (the model is not shared between threads). The
-serving loop is bounded: it returns after ``max_requests`` requests or ``idle_timeout`` seconds
-without one, or when :meth:`OpenAIServer.stop` is called.
+Built like vLLM's OpenAI server: a FastAPI app (pydantic request schemas: every bad value is a
+400 naming the field) under uvicorn (asyncio: a slow or idle client holds its own connection
+only, and uvicorn closes idle ones). The model is not shared between threads, so requests run
+one at a time on a single model thread, behind a bounded queue: when it is full the answer is
+503 with ``Retry-After``, never a dropped connection. ``max_tokens`` plus the prompt must fit
+the model's context. The serving loop is bounded by ``max_requests`` / ``idle_timeout`` or
+:meth:`OpenAIServer.stop`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
+import secrets
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from recranker.errors import RecrankerError
 from recranker.llm.backends.base import Prompt, Sampling
 from recranker.llm.scoring import ScoreRequest
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_TOP_LOGPROBS = 20
 
 
 class BadRequest(Exception):
     pass
 
 
-class CompletionService:
-    """Turns OpenAI request bodies into `hf` backend calls (no HTTP here: testable directly)."""
+# ---------------------------------------------------------------------------- request schemas
+class _Sampling(BaseModel):
+    """Fields shared by both endpoints; unknown OpenAI fields (user, stop, ...) are ignored."""
 
-    def __init__(self, backend, model_name: str = "recranker"):
+    model_config = ConfigDict(extra="ignore")
+
+    model: StrictStr | None = None
+    max_tokens: StrictInt | None = Field(None, ge=0)
+    temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: StrictInt = Field(0, ge=-1)  # vLLM's extension; 0 or -1: off
+    seed: StrictInt | None = Field(None, ge=0, lt=2**63)
+    n: Literal[1] = 1
+    stream: Literal[False] = False
+
+
+class CompletionRequest(_Sampling):
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=256)]
+    logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: StrictBool = False
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+
+
+class ChatRequest(_Sampling):
+    messages: Annotated[list[Message], Field(min_length=1)]
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+
+# ---------------------------------------------------------------------------- the model side
+class CompletionService:
+    """Turns validated OpenAI request bodies into `hf` backend calls (no HTTP here: testable directly)."""
+
+    def __init__(self, backend, model_name: str = "recranker", max_tokens: int | None = None):
         self.backend = backend
         self.tok = backend.tokenizer
         self.model_name = model_name
+        self.max_tokens = max_tokens  # the server's own cap: one request may not hold the model for minutes
+        config = getattr(getattr(backend, "model", None), "config", None)
+        self.context = int(getattr(config, "max_position_embeddings", 0) or 0) or None
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -47,16 +98,29 @@ class CompletionService:
         return self.tok.decode([int(token_id)])
 
     def _sampling(self, body: dict, default_max: int) -> Sampling:
-        try:
-            return Sampling(
-                temperature=float(body.get("temperature", 1.0)),
-                top_k=int(body.get("top_k", 0) or 0),
-                top_p=float(body.get("top_p", 1.0)),
-                max_new_tokens=int(body.get("max_tokens", default_max) or 0),
-                seed=int(body.get("seed", 0) or 0),
-            )
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"bad sampling parameter: {exc}") from None
+        max_tokens = body.get("max_tokens")
+        return Sampling(
+            temperature=float(body.get("temperature", 1.0)),
+            top_k=max(0, int(body.get("top_k") or 0)),
+            top_p=float(body.get("top_p", 1.0)),
+            max_new_tokens=default_max if max_tokens is None else int(max_tokens),
+            seed=int(body.get("seed") or 0),
+        )
+
+    def _fit(self, n_prompt: int, sampling: Sampling, where: str = "prompt") -> Sampling:
+        """The request must fit the model's context (prompt tokens + max_tokens) and the server's cap."""
+        if self.max_tokens is not None and sampling.max_new_tokens > self.max_tokens:
+            raise BadRequest(f"max_tokens: {sampling.max_new_tokens} is above this server's limit of "
+                             f"{self.max_tokens} (recranker serve --max-tokens)")
+        if self.context is None:
+            return sampling
+        if n_prompt >= self.context:
+            raise BadRequest(f"{where}: {n_prompt} tokens; the model's context is {self.context}")
+        room = self.context - n_prompt
+        if sampling.max_new_tokens > room:
+            raise BadRequest(f"max_tokens: {sampling.max_new_tokens} + {n_prompt} prompt tokens exceed the "
+                             f"model's context of {self.context} (at most {room})")
+        return sampling
 
     def _generate_ids(self, ids: list[int], sampling: Sampling) -> str:
         if sampling.max_new_tokens <= 0:
@@ -68,22 +132,25 @@ class CompletionService:
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "recranker"}]}
 
-    def completions(self, body: dict) -> dict:
-        prompts = body.get("prompt")
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise BadRequest("prompt must be a string or a non-empty list of strings")
-        n_top = body.get("logprobs")
-        n_top = None if n_top is None else int(n_top)
-        echo = bool(body.get("echo", False))
+    def check_completions(self, body: dict) -> list[tuple[str, list[int], list[int], Sampling]]:
+        """Tokenise and bound every prompt before the request takes its place in the queue."""
+        prompts = body["prompt"]
+        prompts = [prompts] if isinstance(prompts, str) else prompts
         sampling = self._sampling(body, 16)
-        choices = []
+        out = []
         for k, text in enumerate(prompts):
             enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
             ids, offsets = list(enc["input_ids"]), [int(a) for a, _ in enc["offset_mapping"]]
             if not ids:
-                raise BadRequest(f"prompt {k} is empty")
+                raise BadRequest(f"prompt: prompt {k} is empty")
+            out.append((text, ids, offsets, self._fit(len(ids), sampling, f"prompt[{k}]")))
+        return out
+
+    def completions(self, body: dict, checked=None) -> dict:
+        n_top = body.get("logprobs")
+        echo = bool(body.get("echo", False))
+        choices = []
+        for k, (text, ids, offsets, sampling) in enumerate(checked or self.check_completions(body)):
             logprobs = None
             if n_top is not None:
                 logprobs = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
@@ -114,18 +181,16 @@ class CompletionService:
         return {"id": f"cmpl-{time.time_ns()}", "object": "text_completion", "created": int(time.time()),
                 "model": self.model_name, "choices": choices}
 
-    def chat(self, body: dict) -> dict:
-        msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs or not all(
-            isinstance(m, dict) and "role" in m and "content" in m for m in msgs
-        ):
-            raise BadRequest("messages must be a non-empty list of {role, content}")
-        prompt = Prompt.from_messages(msgs)
+    def check_chat(self, body: dict) -> tuple[list[int], Sampling]:
+        prompt = Prompt.from_messages([{"role": m["role"], "content": m["content"]} for m in body["messages"]])
         ids = list(self.backend.encode(prompt))
-        sampling = self._sampling(body, 64)
+        return ids, self._fit(len(ids), self._sampling(body, 64), "messages")
+
+    def chat(self, body: dict, checked=None) -> dict:
+        ids, sampling = checked or self.check_chat(body)
         logprobs = None
         if body.get("logprobs"):
-            n_top = int(body.get("top_logprobs", 0) or 0)
+            n_top = int(body.get("top_logprobs") or 0)
             res = self.backend.scorer.score([ScoreRequest(tuple(ids), top_k=max(n_top, 1))])[0]
             first_id, first_lp = res.top[0]
             logprobs = {"content": [{
@@ -142,111 +207,305 @@ class CompletionService:
                              "logprobs": logprobs, "finish_reason": "length"}]}
 
 
-def _handler(service: CompletionService, lock: threading.Lock, api_key: str | None):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+# ---------------------------------------------------------------------------- HTTP
+def _error(code: int, msg: str, headers: dict | None = None):
+    from fastapi.responses import JSONResponse
 
-        def log_message(self, fmt, *args):  # quiet; the stage prints a summary instead
-            pass
-
-        def _send(self, code: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, code: int, msg: str) -> None:
-            self._send(code, {"error": {"message": msg, "type": "invalid_request_error", "code": code}})
-
-        def _authorized(self) -> bool:
-            if not api_key:
-                return True
-            if self.headers.get("Authorization", "") == f"Bearer {api_key}":
-                return True
-            self._error(401, "invalid API key")
-            return False
-
-        def do_GET(self):
-            if not self._authorized():
-                return
-            if self.path.rstrip("/") == "/v1/models":
-                self._send(200, service.models())
-            else:
-                self._error(404, f"unknown path {self.path}")
-
-        def do_POST(self):
-            if not self._authorized():
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0 or length > MAX_BODY:
-                return self._error(400, "missing or oversized body")
-            try:
-                body = json.loads(self.rfile.read(length))
-                if not isinstance(body, dict):
-                    raise BadRequest("body must be a JSON object")
-                route = {"/v1/completions": service.completions, "/v1/chat/completions": service.chat}
-                fn = route.get(self.path.rstrip("/"))
-                if fn is None:
-                    return self._error(404, f"unknown path {self.path}")
-                with lock:
-                    self._send(200, fn(body))
-            except (BadRequest, json.JSONDecodeError, RecrankerError) as exc:
-                self._error(400, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a server must answer, not die
-                self._error(500, f"{type(exc).__name__}: {exc}")
-
-    return Handler
+    kind = {400: "invalid_request_error", 401: "authentication_error", 503: "server_busy"}.get(code, "error")
+    return JSONResponse({"error": {"message": msg, "type": kind, "code": code}}, status_code=code,
+                        headers=headers)
 
 
-class _CountingHTTPServer(HTTPServer):
-    handled = 0
+def _field(err: dict) -> str:
+    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+    # pydantic names the union branch ("str", "list[str]"): the user's field is what comes before
+    loc = [x for x in loc if not (x.startswith(("list[", "function-")) or x in ("str", "int", "float", "bool"))]
+    return ".".join(loc) or "body"
 
-    def finish_request(self, request, client_address):
-        # Counted before the answer is written: a client that has its answer sees the count.
-        self.handled += 1
-        super().finish_request(request, client_address)
+
+class ModelQueue:
+    """One model thread; at most ``size`` requests waiting or running, the rest get 503."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pending = 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    async def run(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        self.pending += 1  # the event loop is single-threaded: no lock needed
+        try:
+            return await loop.run_in_executor(self.pool, fn, *args)
+        finally:
+            self.pending -= 1
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= self.size
+
+
+def build_app(service: CompletionService, *, api_key: str | None = None, queue_size: int = 16,
+              retry_after: int = 1, counter: list | None = None):
+    """The FastAPI app: schemas, key check, bounded model queue. ``counter[0]`` counts answers."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app = FastAPI(title="recranker", openapi_url=None, docs_url=None, redoc_url=None)
+    queue = ModelQueue(queue_size)
+    app.state.queue = queue
+    counter = counter if counter is not None else [0]
+    key = api_key.encode() if api_key else None
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        try:
+            if key is not None:
+                got = request.headers.get("authorization", "").encode("latin-1", "replace")
+                if not secrets.compare_digest(got, b"Bearer " + key):
+                    return _error(401, "invalid API key")
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                return _error(400 if not length.isdigit() else 413,
+                              f"Content-Length: {length[:40]!r} is not a size up to {MAX_BODY} bytes")
+            return await call_next(request)
+        finally:
+            counter[0] += 1
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        msg = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            return _error(400, f"body: invalid JSON ({first.get('ctx', {}).get('error', msg)})")
+        more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+        return _error(400, f"{_field(first)}: {msg}{more}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crash(request, exc):  # a server answers, it does not drop the connection
+        return _error(500, f"{type(exc).__name__}: {exc}")
+
+    async def _queued(fn, *args):
+        if queue.full:
+            return _error(503, f"busy: {queue.pending} requests queued for the model; retry later",
+                          headers={"Retry-After": str(retry_after)})
+        try:
+            return await queue.run(fn, *args)
+        except (BadRequest, RecrankerError) as exc:
+            return _error(400, str(exc))
+
+    @app.get("/v1/models")
+    async def models():
+        return service.models()
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest):
+        body = req.model_dump()
+        try:
+            checked = service.check_completions(body)  # 400s before the queue
+        except (BadRequest, RecrankerError) as exc:
+            return _error(400, str(exc))
+        return await _queued(service.completions, body, checked)
+
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatRequest):
+        body = req.model_dump()
+        try:
+            checked = service.check_chat(body)
+        except (BadRequest, RecrankerError) as exc:
+            return _error(400, str(exc))
+        return await _queued(service.chat, body, checked)
+
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class OpenAIServer:
-    """``HTTPServer`` + :class:`CompletionService`; ``port=0`` picks a free port."""
+    """uvicorn + :func:`build_app` on a socket bound at construction (``port=0``: any free port).
+
+    ``timeout`` closes connections idle that long (keep-alive) and bounds how long a client may
+    take to send its request body; ``max_connections`` beyond which uvicorn answers 503.
+    """
 
     def __init__(self, backend, host: str = "127.0.0.1", port: int = 8000, model_name: str = "recranker",
-                 api_key: str | None = None):
-        self.service = CompletionService(backend, model_name)
-        self.httpd = _CountingHTTPServer((host, port), _handler(self.service, threading.Lock(), api_key))
+                 api_key: str | None = None, *, queue_size: int = 16, timeout: float = 10.0,
+                 max_connections: int = 256, max_tokens: int | None = None):
+        import uvicorn
+
+        self.service = CompletionService(backend, model_name, max_tokens=max_tokens)
+        self._count = [0]
+        self.app = build_app(self.service, api_key=api_key, queue_size=queue_size, counter=self._count)
+        self.app.add_middleware(_BodyTimeout, timeout=timeout)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise RecrankerError(f"serve: cannot bind {host}:{port} ({exc.strerror})") from None
+        self.sock.listen(1024)  # a burst waits in the backlog, it is not reset
+        self.config = uvicorn.Config(self.app, http=_timed_h11(), log_level="warning", access_log=False,
+                                     lifespan="off",
+                                     timeout_keep_alive=max(1, int(timeout)),
+                                     limit_concurrency=max_connections, backlog=1024,
+                                     h11_max_incomplete_event_size=64 * 1024)
+        self.server = uvicorn.Server(self.config)
         self._stop = threading.Event()
 
     @property
+    def handled(self) -> int:
+        return self._count[0]
+
+    @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/v1"
 
-    def serve(self, max_requests: int | None = None, idle_timeout: float | None = None,
-              poll: float = 0.2) -> int:
-        """Handle requests until :meth:`stop`, ``max_requests`` served, or ``idle_timeout``
-        seconds without a request; closes the socket and returns the number served."""
-        self.httpd.timeout = poll
+    async def _watch(self, max_requests, idle_timeout, poll):
         last, seen = time.monotonic(), 0
+        while not self.server.should_exit:
+            if self._stop.is_set() or (max_requests is not None and self.handled >= max_requests):
+                break
+            if self.handled != seen:
+                seen, last = self.handled, time.monotonic()
+            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                break
+            await asyncio.sleep(poll)
+        self.server.should_exit = True
+
+    async def _main(self, max_requests, idle_timeout, poll):
+        watcher = asyncio.create_task(self._watch(max_requests, idle_timeout, poll))
         try:
-            while not self._stop.is_set():
-                if max_requests is not None and self.httpd.handled >= max_requests:
-                    break
-                if idle_timeout is not None and time.monotonic() - last > idle_timeout:
-                    break
-                self.httpd.handle_request()
-                if self.httpd.handled != seen:
-                    seen, last = self.httpd.handled, time.monotonic()
+            await self.server.serve(sockets=[self.sock])
         finally:
-            self.httpd.server_close()
-        return self.httpd.handled
+            watcher.cancel()
+
+    def serve(self, max_requests: int | None = None, idle_timeout: float | None = None,
+              poll: float = 0.1) -> int:
+        """Handle requests until :meth:`stop`, ``max_requests`` answered, or ``idle_timeout``
+        seconds without a request; closes the socket and returns the number answered."""
+        try:
+            asyncio.run(self._main(max_requests, idle_timeout, poll))
+        finally:
+            self.sock.close()
+            self.app.state.queue.pool.shutdown(wait=True, cancel_futures=True)
+        return self.handled
 
     def stop(self) -> None:
         self._stop.set()
+        self.server.should_exit = True
 
     def start_thread(self, **kwargs) -> threading.Thread:
         """Serve from a daemon thread (tests); stop with :meth:`stop` (or the bounds)."""
         t = threading.Thread(target=self.serve, kwargs=kwargs, daemon=True)
         t.start()
         return t
+
+
+class _BodyTimeout:
+    """ASGI middleware: the request body is read here, within ``timeout`` seconds, before the
+    app sees the request; a client that takes longer gets a 408 and the connection is closed
+    (uvicorn itself only times out idle keep-alive connections)."""
+
+    def __init__(self, app, timeout: float):
+        self.app, self.timeout = app, timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                return await self._reply(send, 408, "request body not received in time")
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY:
+                return await self._reply(send, 413, f"body larger than {MAX_BODY} bytes")
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as uvicorn would
+
+        return await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reply(send, status: int, message: str) -> None:
+        payload = json.dumps({"error": {"message": message, "type": "timeout", "code": status}}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _timed_h11():
+    """uvicorn's h11 protocol with a deadline for each request head: uvicorn times out idle
+    keep-alive connections only, so a client that connects and sends nothing (or a header a
+    byte at a time) would hold a connection slot for good."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        _deadline = None
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if self._between_requests() and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._deadline = self.loop.call_later(self.timeout_keep_alive, self._expire)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._between_requests():
+                if self._deadline is None:  # a new head has started: it gets one period, not one per byte
+                    self._deadline = self.loop.call_later(self.timeout_keep_alive, self._expire)
+            elif self._deadline is not None:  # a request is being handled: never cut by this timer
+                self._deadline.cancel()
+                self._deadline = None
+
+        def connection_lost(self, exc) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            super().connection_lost(exc)
+
+    return TimedH11Protocol
+
+
+def describe_bind(host: str) -> str | None:
+    """A one-line warning when ``host`` is reachable from other machines."""
+    if is_loopback(host):
+        return None
+    return (f"warning: serving on {host}, reachable from other machines over plain http; "
+            "set the API key variable and prefer 127.0.0.1 behind a TLS proxy")
