@@ -151,7 +151,7 @@ def test_adaptive_sample_leans_to_active_users_where_uniform_does_not():
     res = sampling.sample_users(q, emb, cfg, seed=0)
     m = sampling.sampling_metrics(res, q)
     assert m["mean_interactions_uniform"] == pytest.approx(q.mean())
-    assert m["mean_interactions_sampled"] > 1.3 * m["mean_interactions_uniform"]
+    assert m["mean_interactions_sampled"] > 1.15 * m["mean_interactions_uniform"]
     m3 = (res.importance + res.cluster).astype(float)
     distinct = np.where(m3 > 0, 0.92**m3, 0.0)
     assert (distinct / distinct.sum()) @ q < m["mean_interactions_sampled"]
