@@ -7,39 +7,10 @@ split=train with early stopping on valid NDCG@10, and writes models/backbones/<d
 
 from __future__ import annotations
 
-import json
-
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
-
-
-def load_interactions(dataset: str):
-    """(prepared interactions, n_users, n_items) of DATASET; a missing file is a one-line error."""
-    import pandas as pd
-
-    from recranker.errors import RecrankerError
-
-    src = paths.processed(dataset) / "interactions.parquet"
-    try:
-        df = pd.read_parquet(src)
-    except FileNotFoundError:
-        raise RecrankerError(f"{src}: not found (run `recranker prepare --dataset {dataset}`)") from None
-    return (df, *_id_ranges(paths.processed(dataset) / "stats.json", df))
-
-
-def _id_ranges(stats_path, df) -> tuple[int, int]:
-    """n_users / n_items from stats.json when it has them, else from the ids themselves."""
-    try:
-        stats = json.loads(stats_path.read_text())
-    except FileNotFoundError:
-        stats = {}
-    n_users = stats.get("users", stats.get("n_users"))
-    n_items = stats.get("items", stats.get("n_items"))
-    n_users = int(n_users) if isinstance(n_users, int) else int(df["user_id"].max()) + 1
-    n_items = int(n_items) if isinstance(n_items, int) else int(df["item_id"].max()) + 1
-    return n_users, n_items
 
 
 def backbone(
@@ -66,7 +37,7 @@ def backbone(
     hyper = bp.model(model).model_dump()
     torch.set_num_threads(bp.threads)
 
-    df, n_users, n_items = load_interactions(dataset)
+    df, n_users, n_items = artifacts.interactions_with_ranges(dataset)
     data = Interactions.from_frame(df, n_users, n_items)
 
     config = {"dataset": dataset, "model": model, "seed": p.seed, "top_k": bp.top_k,

@@ -12,51 +12,24 @@ import json
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
-
-
-def _read_parquet(path, hint: str):
-    import pandas as pd
-
-    from recranker.errors import RecrankerError
-
-    try:
-        return pd.read_parquet(path)
-    except FileNotFoundError:
-        raise RecrankerError(f"{path}: not found (run {hint} first)") from None
 
 
 def load_inputs(dataset: str, backbone: str):
     """(candidates user → items best first, targets user → test item)."""
     from recranker.errors import RecrankerError
 
-    c = _read_parquet(paths.backbone(dataset, backbone) / "candidates.parquet",
-                      f"`recranker backbone --dataset {dataset} --model {backbone}`")
+    c = artifacts.candidates(dataset, backbone)
     missing = {"user_id", "split", "rank", "item_id"} - set(c.columns)
     if missing:
         raise RecrankerError(f"candidates.parquet: missing column '{min(missing)}'")
     c = c[c["split"] == "test"].sort_values(["user_id", "rank"], kind="stable")
     cands = {int(u): g["item_id"].astype(int).tolist() for u, g in c.groupby("user_id", sort=True)}
-    inter = _read_parquet(paths.processed(dataset) / "interactions.parquet",
-                          f"`recranker prepare --dataset {dataset}`")
+    inter = artifacts.interactions(dataset)
     test = inter[inter["split"] == "test"]
     targets = dict(zip(test["user_id"].astype(int).tolist(), test["item_id"].astype(int).tolist()))
     return cands, targets
-
-
-def load_predictions(dataset: str, backbone: str, tasks) -> dict[str, list[dict]]:
-    from recranker.errors import RecrankerError
-    from recranker.io import read_jsonl
-
-    out = {}
-    for task in tasks:
-        path = paths.predictions(dataset, backbone) / f"{task}.jsonl"
-        if not path.is_file():
-            raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
-                                 f"--backbone {backbone}` with rank.tasks including {task})")
-        out[task] = [row for row, _ in read_jsonl(path)]
-    return out
 
 
 def evaluate(
@@ -78,7 +51,7 @@ def evaluate(
 
         keep = set(test_user_subset(list(targets), p.instruct.max_test_users, p.seed).tolist())
         targets = {u: i for u, i in targets.items() if u in keep}
-    preds = load_predictions(dataset, backbone, p.rank.tasks)
+    preds = artifacts.predictions(dataset, backbone, p.rank.tasks)
     report, rankings = evaluate_rankings(cands, targets, preds, w=w, ks=p.evaluate.ks)
     report["dataset"], report["backbone_model"] = dataset, backbone
     out = paths.metrics("evaluate") / dataset
@@ -97,13 +70,13 @@ def evaluate(
 
 def _samples(dataset, backbone, preds, targets, rankings, n):
     """A few prompts with the model's outputs/scores, for the W&B table."""
-    from stages.rank import read_instructions
+    from recranker.ranking import parse_instruction
 
     wanted = {r["id"]: (task, r) for task, rows in preds.items() for r in rows[:n]}
     path = paths.test_instructions(dataset, backbone)
     rows = []
     if path.is_file():
-        for ins in read_instructions(path, set(preds)):
+        for ins in artifacts.test_instructions(dataset, backbone, set(preds), parse_instruction):
             if ins.id in wanted:
                 task, r = wanted[ins.id]
                 prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in ins.messages)

@@ -9,41 +9,29 @@ from __future__ import annotations
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
 
 
 def sample(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
     """Adaptive (or uniform) user sampling for DATASET → data/sampled/<dataset>/users.json."""
     import numpy as np
-    import pandas as pd
 
     from recranker import sampling
-    from recranker.errors import RecrankerError
     from recranker.io import write_json
     from recranker.tracking import start_run
 
     p = params()
     p.dataset(dataset)
     sp = p.sampling
-    src = paths.processed(dataset) / "interactions.parquet"
-    try:
-        df = pd.read_parquet(src, columns=["user_id", "split"])
-    except FileNotFoundError:
-        raise RecrankerError(f"{src}: not found (run `recranker prepare --dataset {dataset}`)") from None
+    df = artifacts.interactions(dataset, columns=["user_id", "split"])
     n_users = int(df["user_id"].max()) + 1
     q = np.bincount(df.loc[df["split"] == "train", "user_id"].to_numpy(), minlength=n_users)
 
     emb = None
     bb = sp.embeddings_backbone or p.run.backbones[0]
     if sp.mode == "adaptive":
-        emb_path = paths.backbone(dataset, bb) / "user_emb.npy"
-        try:
-            emb = np.load(emb_path, allow_pickle=False)
-        except FileNotFoundError:
-            raise RecrankerError(
-                f"{emb_path}: not found (run `recranker backbone --dataset {dataset} --model {bb}`)"
-            ) from None
+        emb = artifacts.user_embeddings(dataset, bb)
     cfg = sampling.SamplingConfig(
         mode=sp.mode, n_users=sp.n_users, n_importance=sp.n_importance or sp.n_users,
         n_cluster=sp.n_cluster or sp.n_users, n_clusters=sp.n_clusters, penalty=sp.penalty,

@@ -22,13 +22,15 @@ def serve(
     idle_timeout: float = typer.Option(0.0, help="Stop after this many idle seconds (0 = never)."),
 ) -> None:
     """Serve /v1/models, /v1/completions and /v1/chat/completions until stopped."""
+    from recranker.llm.backends.factory import make_backend
     from recranker.llm.backends.server import OpenAIServer
-    from stages.rank import make_backend
+    from stages import artifacts, paths
 
     p = params()
     if p.rank.backend != "hf":
         p.rank.backend = "hf"  # the server always runs the model locally
-    backend = make_backend(p, progress=False)
+    backend = make_backend(p.rank, paths.base_model(), artifacts.tuned_dir(p.rank.model), seed=p.seed,
+                           progress=False)
     server = OpenAIServer(backend, host=host, port=port, model_name=p.rank.openai.model,
                           api_key=os.environ.get(p.rank.openai.api_key_env) or None)
     typer.echo(f"serving {p.rank.openai.model} ({p.rank.model}, {p.rank.dtype}) at {server.url}")

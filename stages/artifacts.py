@@ -1,0 +1,199 @@
+"""Typed readers of what one stage hands to the next.
+
+Each reader knows the file's place (`stages.paths`) and the command that writes it, so a missing
+input is one line naming that command, e.g. ``data/processed/ml-100k/interactions.parquet: not
+found (run `recranker prepare --dataset ml-100k`)``. Stages read their inputs only through here
+(and never import another stage).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recranker.errors import RecrankerError
+from stages import paths
+
+PREF_TRAIN = "pref_train.jsonl"
+PREF_TEST = "pref_test.jsonl"
+
+
+def _missing(path: Path, command: str) -> RecrankerError:
+    return RecrankerError(f"{path}: not found (run `{command}`)")
+
+
+def _prepare(dataset: str) -> str:
+    return f"recranker prepare --dataset {dataset}"
+
+
+def _backbone(dataset: str, backbone: str) -> str:
+    return f"recranker backbone --dataset {dataset} --model {backbone}"
+
+
+def _parquet(path: Path, command: str, columns=None):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        raise _missing(path, command) from None
+
+
+def _jsonl(path: Path, command: str):
+    from recranker.io import read_jsonl
+
+    return read_jsonl(path, missing=f"run `{command}`")
+
+
+def _json(path: Path, command: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _missing(path, command) from None
+    except json.JSONDecodeError as exc:
+        raise RecrankerError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+# prepare ------------------------------------------------------------------------------------------
+
+
+def interactions(dataset: str, columns=None):
+    """data/processed/<ds>/interactions.parquet (user_id, item_id, rating, timestamp, split)."""
+    return _parquet(paths.processed(dataset) / "interactions.parquet", _prepare(dataset), columns)
+
+
+def items(dataset: str):
+    """data/processed/<ds>/items.parquet (item_id, title, ...)."""
+    return _parquet(paths.processed(dataset) / "items.parquet", _prepare(dataset))
+
+
+def stats(dataset: str) -> dict:
+    """data/processed/<ds>/stats.json (counts, rating scale)."""
+    return _json(paths.processed(dataset) / "stats.json", _prepare(dataset))
+
+
+def interactions_with_ranges(dataset: str):
+    """(interactions, n_users, n_items): id ranges from stats.json when it has them, else the ids."""
+    df = interactions(dataset)
+    path = paths.processed(dataset) / "stats.json"
+    st = _json(path, _prepare(dataset)) if path.is_file() else {}
+    n_users = st.get("users", st.get("n_users"))
+    n_items = st.get("items", st.get("n_items"))
+    n_users = int(n_users) if isinstance(n_users, int) else int(df["user_id"].max()) + 1
+    n_items = int(n_items) if isinstance(n_items, int) else int(df["item_id"].max()) + 1
+    return df, n_users, n_items
+
+
+# backbone -----------------------------------------------------------------------------------------
+
+
+def candidates(dataset: str, backbone: str):
+    """models/backbones/<ds>/<bb>/candidates.parquet (user_id, split, rank, item_id, score)."""
+    return _parquet(paths.backbone(dataset, backbone) / "candidates.parquet", _backbone(dataset, backbone))
+
+
+def user_embeddings(dataset: str, backbone: str):
+    """models/backbones/<ds>/<bb>/user_emb.npy."""
+    import numpy as np
+
+    path = paths.backbone(dataset, backbone) / "user_emb.npy"
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise _missing(path, _backbone(dataset, backbone)) from None
+
+
+# sample / instruct --------------------------------------------------------------------------------
+
+
+def sampled_users(dataset: str) -> dict:
+    """data/sampled/<ds>/users.json."""
+    return _json(paths.sampled(dataset) / "users.json", f"recranker sample --dataset {dataset}")
+
+
+def train_instructions(dataset: str, check) -> list[dict]:
+    """data/instructions/train/<ds>.jsonl; ``check(row, "file:line")`` validates each row early.
+
+    (Parsers are passed in, so that this module imports no library code a stage does not run.)
+    """
+    rows = []
+    for row, where in _jsonl(paths.train_instructions(dataset), f"recranker instruct --dataset {dataset}"):
+        check(row, where)
+        rows.append(row)
+    return rows
+
+
+def test_instructions(dataset: str, backbone: str, tasks, parse) -> list:
+    """data/instructions/test/<ds>/<bb>.jsonl parsed by ``parse(row, "file:line")``, selected tasks only."""
+    out = []
+    for row, where in _jsonl(paths.test_instructions(dataset, backbone),
+                             f"recranker instruct --dataset {dataset}"):
+        ins = parse(row, where)
+        if ins.task in tasks:
+            out.append(ins)
+    return out
+
+
+# rank ---------------------------------------------------------------------------------------------
+
+
+def predictions(dataset: str, backbone: str, tasks) -> dict[str, list[dict]]:
+    """data/predictions/<ds>/<bb>/<task>.jsonl of each task."""
+    from recranker.io import read_jsonl
+
+    out = {}
+    for task in tasks:
+        path = paths.predictions(dataset, backbone) / f"{task}.jsonl"
+        if not path.is_file():
+            raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
+                                 f"--backbone {backbone}` with rank.tasks including {task})")
+        out[task] = [row for row, _ in read_jsonl(path)]
+    return out
+
+
+# preferences --------------------------------------------------------------------------------------
+
+
+def preference_records(dataset: str, file: str, check) -> list[dict]:
+    """data/preferences/<ds>/<file>; ``check(row, "file:line")`` validates each record early."""
+    rows = []
+    for row, where in _jsonl(paths.preferences(dataset) / file, f"recranker preferences --dataset {dataset}"):
+        check(row, where)
+        rows.append(row)
+    return rows
+
+
+def subsample(rows: list[dict], limit: int, seed: int) -> list[dict]:
+    """At most ``limit`` rows (0 = all), a seeded random subset in file order."""
+    import numpy as np
+
+    if not limit or len(rows) <= limit:
+        return rows
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=limit, replace=False))
+    return [rows[i] for i in keep]
+
+
+def dmpo_datasets(p) -> list[str]:
+    """The datasets DMPO trains on: llm.dmpo.datasets, else run.datasets."""
+    return list(p.llm.dmpo.datasets or p.run.datasets)
+
+
+# models -------------------------------------------------------------------------------------------
+
+
+def tuned_dir(kind: str) -> Path | None:
+    """models/llm/<kind>/ for a tuned model, None for the untuned base."""
+    if kind == "base":
+        return None
+    d = paths.llm(kind)
+    if not d.is_dir():
+        raise RecrankerError(f"{d}: not found (run `recranker {kind}`, or set rank.model: base)")
+    return d
+
+
+def write_curve_csv(path: Path, curve: list[dict]) -> None:
+    """A training loss curve (step, loss) for `dvc plots`, atomically."""
+    from recranker.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
