@@ -103,3 +103,8 @@ class BackboneParams(Strict):
         }:
             raise RecrankerError(f"params.yaml: backbone.{name}: no such backbone")
         return section
+
+
+# The backbones a params file can name: one sub-section each (recranker.backbones.MODELS, checked by
+# tests/test_backbones.py), without importing the library (every stage loads params).
+BACKBONES = tuple(n for n, f in BackboneParams.model_fields.items() if isinstance(f.default, Strict))
