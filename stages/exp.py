@@ -1,7 +1,8 @@
 """Command `exp`: run one paper table/figure as DVC experiments (`dvc exp run -S ...` per variant).
 
-Not a DVC stage: it drives DVC. The recipes themselves are data in `recranker.experiments`;
-docs/experiments.md lists them with their costs.
+Not a DVC stage: it drives DVC. The recipes themselves are YAML files of params overrides
+(src/recranker/recipes/, read by `recranker.experiments`), each variant checked against the params
+schema before anything runs; docs/experiments.md lists them with their costs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,29 @@ def _list() -> None:
         tag = " [GPU-only]" if r.gpu_only else ""
         typer.echo(f"{r.name:{width}s}  {r.paper}{tag}: {len(r.variants)} variant(s) "
                    f"({', '.join(v.name for v in r.variants)})")
+
+
+def check_overrides(recipe_name: str, variant: str, overrides: dict) -> None:
+    """The params file this variant would run with must validate (one line naming the key)."""
+    import copy
+
+    import yaml
+
+    from recranker.errors import RecrankerError
+    from stages.common import PARAMS_FILE
+    from stages.params import check_params
+
+    base = yaml.safe_load(open(PARAMS_FILE, encoding="utf-8")) or {}  # noqa: SIM115
+    tree = copy.deepcopy(base)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise RecrankerError(f"recipe {recipe_name}, variant {variant}: {key}: not a params.yaml key")
+        node[leaf] = value
+    check_params(tree, f"recipe {recipe_name}, variant {variant}")
 
 
 def exp(
@@ -45,6 +69,8 @@ def exp(
         raise RecrankerError("exp: give a recipe name (`recranker exp --list` shows them)")
     r = recipe(name)
     variants = select(r, variant)
+    for v in variants:
+        check_overrides(name, v.name, r.overrides(v, paper_scale))
     commands = [exp_run_args(r, v, paper_scale=paper_scale, queue=queue, temp=temp) for v in variants]
     if not temp and not queue and len(commands) > 1 and not dry_run:
         # `dvc exp run -S` in the workspace edits params.yaml, so the next variant would inherit it

@@ -22,6 +22,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PLUMBING = {"stages/__init__.py", "stages/__main__.py"}
+# Data a module reads at import time, as much a part of the code as the module itself.
+PACKAGE_DATA = {"src/recranker/experiments.py": "src/recranker/recipes"}
 NAMESPACES = {"src/recranker", "src/recranker/llm"}
 
 
@@ -102,8 +104,9 @@ def stage_modules() -> dict[str, str]:
 
 
 def code_units(module: str) -> set[str]:
-    files = closure(module_file(module))
-    return {unit(f) for f in files if f.relative_to(ROOT).as_posix() not in PLUMBING}
+    files = {f.relative_to(ROOT).as_posix(): f for f in closure(module_file(module))}
+    units = {unit(f) for rel, f in files.items() if rel not in PLUMBING}
+    return units | {data for rel, data in PACKAGE_DATA.items() if rel in files}
 
 
 def dvc_stages() -> dict[str, tuple[str, set[str]]]:

@@ -128,3 +128,18 @@ def test_exp_run_in_a_temporary_copy(project):
     out = run([DVC, "exp", "run", "--temp", "-n", "c1-half", "-S", "evaluate.hybrid.c1=0.5"], work, env)
     assert "Running stage 'evaluate@tiny-mf'" in out and "Running stage 'sft'" not in out, out[-2000:]
     assert "c1-half" in run([DVC, "exp", "list"], work, env)
+
+
+def test_same_params_give_the_same_bytes(project):
+    """Re-training with the same params rewrites byte-identical backbone and SFT outputs (no
+    timings, temp paths or pickles inside them), so nothing downstream looks changed."""
+    work, env, _ = project
+
+    def outs():
+        lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
+        return {s: lock[s]["outs"] for s in ("backbone@tiny-mf", "sft")}
+
+    before = outs()
+    run([DVC, "repro", "--force", "--single-item", "backbone@tiny-mf", "sft"], work, env)
+    assert outs() == before
+    assert not list((work / "models").rglob("*.bin")), "pickles among the outputs"

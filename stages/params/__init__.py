@@ -97,12 +97,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{path}:{line + 1}" if line is not None else str(path)
         raise RecrankerError(f"{where}: invalid YAML") from None
+    return check_params(raw, str(path))
+
+
+def check_params(raw, source: str) -> Params:
+    """Validate a params tree; raise RecrankerError with one line naming SOURCE and the bad key."""
     if not isinstance(raw, dict):
-        raise RecrankerError(f"{path}: top level must be a mapping")
+        raise RecrankerError(f"{source}: top level must be a mapping")
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        raise RecrankerError(_first_error(exc, str(path))) from None
+        raise RecrankerError(_first_error(exc, source)) from None
     for name in params.run.datasets:
-        params.dataset(name)
+        if name not in params.datasets:
+            known = ", ".join(sorted(params.datasets)) or "none"
+            raise RecrankerError(f"{source}: datasets.{name}: unknown dataset '{name}' (configured: {known})")
     return params
