@@ -9,6 +9,8 @@ found (run `recranker prepare --dataset ml-100k`)``. Stages read their inputs on
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from recranker.errors import RecrankerError
@@ -197,3 +199,51 @@ def write_curve_csv(path: Path, curve: list[dict]) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
+
+
+# experiments ---------------------------------------------------------------------------------------
+
+KEPT = paths.METRICS / "experiments.json"  # finished experiments, tracked by git
+
+
+def exp_show(saved: Path | None) -> list:
+    """`dvc exp show --json` (all experiments of HEAD), or a saved copy; a workspace-only stand-in
+    when this is not a DVC/git repository with a commit (then only the workspace is reported)."""
+    if saved is not None:
+        try:
+            return json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecrankerError(f"{saved}: cannot read a `dvc exp show --json` output ({exc})") from None
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                          check=False)
+    if done.returncode == 0 and done.stdout.strip().startswith("["):
+        return json.loads(done.stdout)
+    print(f"report: `dvc exp show` failed ({done.stderr.strip().splitlines()[-1:] or ['?']}); "
+               "reporting the workspace files only", file=sys.stderr)
+    return [_workspace_only()]
+
+
+def _workspace_only() -> dict:
+    import yaml
+
+    from stages.common import PARAMS_FILE
+
+    params = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) if Path(PARAMS_FILE).is_file() else {}
+    metrics = {}
+    for f in sorted(paths.METRICS.rglob("*.json")):
+        try:
+            metrics[f.as_posix()] = {"data": json.loads(f.read_text(encoding="utf-8"))}
+        except (OSError, json.JSONDecodeError):
+            continue
+    return {"rev": "workspace", "name": None, "data": {"params": {PARAMS_FILE: {"data": params}}, "metrics": metrics},
+            "experiments": None}
+
+
+def kept_experiments() -> list:
+    """metrics/experiments.json: the finished experiments the repository keeps (`recranker exp --save`)."""
+    if not KEPT.is_file():
+        return []
+    try:
+        return json.loads(KEPT.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RecrankerError(f"{KEPT}:{exc.lineno}: invalid JSON ({exc.msg})") from None

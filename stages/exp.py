@@ -24,6 +24,22 @@ def _list() -> None:
                    f"({', '.join(v.name for v in r.variants)})")
 
 
+def save_kept() -> int:
+    """Merge the finished experiments of `dvc exp show` into metrics/experiments.json; return how
+    many it keeps (newer results of the same name replace older ones)."""
+    from recranker.io import write_json
+    from recranker.report.expshow import finished
+    from stages.artifacts import KEPT, exp_show, kept_experiments
+
+    live = finished(exp_show(None))
+    names = {e.get("name") for base in live for e in base["experiments"]}
+    old = [{**b, "experiments": [e for e in b["experiments"] if e.get("name") not in names]} 
+           for b in kept_experiments()]
+    kept = live + [b for b in old if b["experiments"]]
+    write_json(KEPT, kept)
+    return sum(len(b["experiments"]) for b in kept)
+
+
 def check_overrides(recipe_name: str, variant: str, overrides: dict) -> None:
     """The params file this variant would run with must validate (one line naming the key)."""
     import copy
@@ -50,6 +66,8 @@ def check_overrides(recipe_name: str, variant: str, overrides: dict) -> None:
 def exp(
     name: str = typer.Argument(None, help="Recipe name (see --list)."),
     list_: bool = typer.Option(False, "--list", help="List the recipes and exit."),
+    save: bool = typer.Option(False, "--save", help="Keep the finished experiments' results in "
+                              "metrics/experiments.json (commit it: the report of a fresh clone reads it)."),
     variant: list[str] = typer.Option(None, "--variant", help="Run only these variants (repeatable)."),
     queue: bool = typer.Option(False, "--queue", help="Queue the experiments (`dvc queue start` runs them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands without running them."),
@@ -64,6 +82,11 @@ def exp(
 
     if list_:
         _list()
+        return
+    if save:
+        from stages.artifacts import KEPT
+
+        typer.echo(f"kept {save_kept()} finished experiment(s) in {KEPT}")
         return
     if not name:
         raise RecrankerError("exp: give a recipe name (`recranker exp --list` shows them)")
