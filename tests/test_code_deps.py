@@ -7,7 +7,8 @@ into the units dvc.yaml lists: a stage-side file, `stages/params/`, a module dir
 subpackage (`src/recranker/<pkg>/`, which may import its own modules dynamically). The CLI
 registry (`stages/__init__.py`, `stages/__main__.py`) is plumbing, not a stage's behaviour.
 
-`python tests/test_code_deps.py` prints every stage's code units (to paste into dvc.yaml).
+`python tests/test_code_deps.py --write` rewrites the code deps of every dvc.yaml stage (comments
+and other deps stay); without --write it prints them.
 """
 
 from __future__ import annotations
@@ -147,8 +148,33 @@ def test_the_analysis_sees_lazy_and_relative_imports():
     assert "src/recranker/llm/dmpo.py" not in rank and "stages/sft.py" not in rank
 
 
+def rewrite_dvc_yaml() -> None:
+    """Replace each stage's code deps in dvc.yaml (text edit: comments and layout survive)."""
+    import re
+
+    modules, lines, out, stage = stage_modules(), (ROOT / "dvc.yaml").read_text().splitlines(True), [], None
+    cmds = {}
+    for ln in lines:
+        if m := re.match(r"^  ([a-z-]+):\s*$", ln):
+            stage = m.group(1)
+        elif m := re.match(r"^    cmd: \./bin/recranker (\S+)", ln):
+            cmds[stage] = m.group(1)
+    stage = None
+    for ln in lines:
+        if m := re.match(r"^  ([a-z-]+):\s*$", ln):
+            stage = m.group(1)
+        if stage in cmds and re.match(r"^      - (src|stages)/", ln):
+            continue  # the old code deps
+        out.append(ln)
+        if stage in cmds and ln.startswith("    deps:"):
+            out += [f"      - {u}\n" for u in sorted(code_units(modules[cmds[stage]]))]
+    (ROOT / "dvc.yaml").write_text("".join(out))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
+    if "--write" in sys.argv:
+        rewrite_dvc_yaml()
     for name, (cmd, _) in dvc_stages().items():
         print(f"{name}:")
         for u in sorted(code_units(stage_modules()[cmd])):

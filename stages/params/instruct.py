@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Strict
+from recranker.tasks import TASKS, Task
 
-Task = Literal["pointwise", "pairwise", "listwise"]
+from .base import Strict
 
 
 class SamplingParams(Strict):
@@ -34,7 +34,7 @@ class RatingMFParams(Strict):
 
 
 class InstructParams(Strict):
-    tasks: list[Task] = ["pointwise", "pairwise", "listwise"]
+    tasks: list[Task] = list(TASKS)
     per_occurrence: int = Field(1, ge=1)  # instructions per task and user occurrence
     history_len: int = Field(10, ge=1)
     listwise_size: int = Field(10, ge=2, le=26)  # candidates per training listwise prompt
