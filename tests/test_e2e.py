@@ -60,9 +60,12 @@ def bare_env(**extra) -> dict:
 
 def make_project(work: Path, overrides: dict) -> None:
     """A copy of the project's pipeline files in WORK with params.yaml deep-updated by OVERRIDES."""
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "metrics/experiments.json"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, work / name)
-    shutil.copytree(ROOT / "bin", work / "bin")
+    # the code the stages depend on (dvc.yaml lists it; the stages run the installed copy of it)
+    for name in ("bin", "src", "stages"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (work / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (work / "params.yaml").write_text(yaml.safe_dump(deep_update(params, overrides), sort_keys=False))
