@@ -34,14 +34,14 @@ def backbone(
     if model not in MODELS:
         raise RecrankerError(f"--model: unknown backbone '{model}' (known: {', '.join(MODELS)})")
     bp = p.backbone
-    hyper = bp.model(model).model_dump()
+    hyper = bp.model(model)  # the model's own config class (recranker.backbones.config)
     torch.set_num_threads(bp.threads)
 
     df, n_users, n_items = artifacts.interactions_with_ranges(dataset)
     data = Interactions.from_frame(df, n_users, n_items)
 
     config = {"dataset": dataset, "model": model, "seed": p.seed, "top_k": bp.top_k,
-              "patience": bp.patience, "eval_every": bp.eval_every, **hyper}  # fmt: skip
+              "patience": bp.patience, "eval_every": bp.eval_every, **hyper.model_dump()}  # fmt: skip
     with start_run(f"backbone:{dataset}:{model}", config) as run:
         net = build(model, n_users, n_items, hyper, seed=p.seed)
         result = fit(net, data, patience=bp.patience, eval_every=bp.eval_every, seed=p.seed,

@@ -4,7 +4,9 @@ A stage's code is its module `stages/<stage>.py` and everything that module impo
 within the project (lazy imports inside functions included), read with `ast`. Files are grouped
 into the units dvc.yaml lists: a stage-side file, `stages/params/`, a module directly under
 `src/recranker/` or `src/recranker/llm/` (namespaces of separate concepts), or a whole library
-subpackage (`src/recranker/<pkg>/`, which may import its own modules dynamically). The CLI
+subpackage (`src/recranker/<pkg>/`, which may import its own modules dynamically) - except the
+few library files the params schema imports (e.g. `backbones/config.py`), which every stage
+loads and which count as single files. The CLI
 registry (`stages/__init__.py`, `stages/__main__.py`) is plumbing, not a stage's behaviour.
 
 `python tests/test_code_deps.py --write` rewrites the code deps of every dvc.yaml stage (comments
@@ -106,8 +108,22 @@ def stage_modules() -> dict[str, str]:
 
 def code_units(module: str) -> set[str]:
     files = {f.relative_to(ROOT).as_posix(): f for f in closure(module_file(module))}
-    units = {unit(f) for rel, f in files.items() if rel not in PLUMBING}
+    schema = schema_files()
+    units = set()
+    for rel, f in files.items():
+        if rel in PLUMBING:
+            continue
+        u = unit(f)
+        # the params schema (loaded by every stage) imports a few light library files, e.g. a
+        # package's config.py: those count as files, or every stage would depend on the package
+        units.add(rel if f in schema and not u.endswith(".py") and u != "stages/params" else u)
+    units = {u for u in units if not any(u.startswith(d + "/") for d in units if not d.endswith(".py"))}
     return units | {data for rel, data in PACKAGE_DATA.items() if rel in files}
+
+
+@cache
+def schema_files() -> frozenset[Path]:
+    return frozenset(closure(ROOT / "stages/params/__init__.py"))
 
 
 def dvc_stages() -> dict[str, tuple[str, set[str]]]:

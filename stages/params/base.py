@@ -1,8 +1,5 @@
-from pydantic import BaseModel, ConfigDict
+from recranker.schema import Section
 
-
-class Strict(BaseModel):
-    """Base of every params section: unknown keys are errors, values are validated on assignment,
-    and every float is finite (``.inf`` / ``.nan`` are refused)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+# Every params section: unknown keys are errors, values validated on assignment, floats finite.
+# The same base as the library's config classes, so a section can be a library config as is.
+Strict = Section
