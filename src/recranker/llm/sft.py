@@ -261,11 +261,25 @@ def write_training_log(out_dir: Path, payload: dict) -> None:
         json.dumps(_untimed(payload), indent=2, sort_keys=True, default=str) + "\n")
 
 
+def stable_adapter_config(out_dir: Path) -> None:
+    """Sort the set-valued fields of a saved ``adapter_config.json``: peft keeps target_modules
+    as a Python set, so their order (and the file's bytes) would follow the process's hash seed."""
+    path = Path(out_dir) / "adapter_config.json"
+    if not path.is_file():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def save_trained(trainer, out_dir: Path) -> None:
     """The trained model (adapter or full) without Trainer's pickled ``training_args.bin``
     (machine-local paths, not loadable without trusting a pickle, different bytes every run)."""
     trainer.save_model(str(out_dir))
     (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
+    stable_adapter_config(out_dir)
 
 
 def train_sft(
