@@ -266,6 +266,7 @@ def test_stage_writes_all_outputs(frame, tmp_path):
     (tmp_path / "params.yaml").write_text(
         "seed: 1\nrun:\n  datasets: [toy]\ndatasets:\n  toy:\n    format: ml-100k\n"
         "backbone:\n  top_k: 4\n  patience: 2\n  threads: 1\n  mf:\n    dim: 8\n    max_epochs: 3\n"
+        "evaluate:\n  ks: [3]\n"  # evaluate.ks must lie within 1..backbone.top_k
     )
     env = {**os.environ, "RECRANKER_PARAMS": str(tmp_path / "params.yaml")}
     cmd = [sys.executable, "-m", "stages", "backbone", "--dataset", "toy", "--model", "mf"]
