@@ -63,7 +63,7 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
 
         fit_predict = functools.partial(
             fit_predict_ratings, n_users=corpus.n_users, n_items=corpus.n_items,
-            seed=p.seed, **ip.rating_mf.model_dump(),
+            seed=p.seed, config=ip.rating_mf,
         )  # fmt: skip
         test_c = {bb: c.loc[c["split"] == "test"].reset_index(drop=True) for bb, c in cands.items()}
         union = pd.concat(test_c.values())[["user_id", "item_id"]].drop_duplicates(ignore_index=True)

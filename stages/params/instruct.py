@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from recranker.backbones.config import RatingMFConfig
 from recranker.tasks import TASKS, Task
 
 from .base import Strict
@@ -22,15 +23,6 @@ class SamplingParams(Strict):
     penalty: float = Field(0.92, gt=0, le=1)  # C of the repetition penalty
     kmeans_n_init: int = Field(10, ge=1)
     embeddings_backbone: str | None = None  # whose user_emb.npy (None = first of run.backbones)
-
-
-class RatingMFParams(Strict):
-    """The rating model behind pointwise hints (and cross-fitted training hints)."""
-
-    dim: int = Field(32, ge=1)
-    epochs: int = Field(30, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
 
 
 class InstructParams(Strict):
@@ -53,7 +45,7 @@ class InstructParams(Strict):
     # then say how many users they cover.
     max_test_users: int = Field(0, ge=0)
     max_title_chars: int = Field(100, ge=8)
-    rating_mf: RatingMFParams = RatingMFParams()
+    rating_mf: RatingMFConfig = RatingMFConfig()  # the rating model behind pointwise hints
     threads: int = Field(1, ge=1)  # torch threads of the rating MF (1 is fastest on a busy CPU)
 
     @model_validator(mode="after")

@@ -79,3 +79,12 @@ class CL4SRecConfig(SASRecConfig):
     crop_eta: float = Field(0.6, gt=0, le=1, description="kept share of the sequence (crop)")
     mask_gamma: float = Field(0.3, ge=0, lt=1, description="masked share (mask)")
     reorder_beta: float = Field(0.3, ge=0, le=1, description="shuffled share (reorder)")
+
+
+class RatingMFConfig(Section):
+    """The rating model behind pointwise hints (``recranker.backbones.rating_mf``)."""
+
+    dim: int = Field(32, ge=1, description="factor size")
+    epochs: int = Field(30, ge=1, description="passes over the training ratings")
+    lr: float = Field(0.01, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 per rating on the factors and biases involved")
