@@ -1,4 +1,4 @@
-"""Rewrite the recipe sections of docs/experiments.md from the catalogue in recranker.experiments.
+"""Rewrite the recipe sections of docs/experiments.md from the recipe files (src/recranker/recipes/).
 
 Each recipe's generated block (heading to its "CPU cost" line, plus its notes) is replaced in
 place; hand-written paragraphs after a block are kept. `tests/test_experiments.py` fails when

@@ -27,16 +27,7 @@ _STAGE_TABLE = [
 
 
 def _load():
-    out = []
-    for name, module, fn in _STAGE_TABLE:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:  # stage not written yet
-                continue
-            raise
-        out.append((name, getattr(mod, fn)))
-    return out
+    return [(name, getattr(importlib.import_module(module), fn)) for name, module, fn in _STAGE_TABLE]
 
 
 STAGES = _load()

@@ -15,11 +15,6 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root() -> None:
-    """Keep `recranker <stage>` a group even while only one stage is registered."""
-
-
 def _register() -> None:
     # Stage modules import only light libraries at top level; heavy ones inside commands.
     from stages import STAGES

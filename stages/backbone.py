@@ -7,34 +7,10 @@ split=train with early stopping on valid NDCG@10, and writes models/backbones/<d
 
 from __future__ import annotations
 
-import json
-
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
-
-
-def load_interactions(dataset: str):
-    """(prepared interactions, n_users, n_items) of DATASET; a missing file is a one-line error."""
-    from recranker.io import read_parquet
-
-    src = paths.processed(dataset) / "interactions.parquet"
-    df = read_parquet(src, missing=f"run `recranker prepare --dataset {dataset}`")
-    return (df, *_id_ranges(paths.processed(dataset) / "stats.json", df))
-
-
-def _id_ranges(stats_path, df) -> tuple[int, int]:
-    """n_users / n_items from stats.json when it has them, else from the ids themselves."""
-    try:
-        stats = json.loads(stats_path.read_text())
-    except FileNotFoundError:
-        stats = {}
-    n_users = stats.get("users", stats.get("n_users"))
-    n_items = stats.get("items", stats.get("n_items"))
-    n_users = int(n_users) if isinstance(n_users, int) else int(df["user_id"].max()) + 1
-    n_items = int(n_items) if isinstance(n_items, int) else int(df["item_id"].max()) + 1
-    return n_users, n_items
 
 
 def backbone(
@@ -58,14 +34,14 @@ def backbone(
     if model not in MODELS:
         raise RecrankerError(f"--model: unknown backbone '{model}' (known: {', '.join(MODELS)})")
     bp = p.backbone
-    hyper = bp.model(model).model_dump()
+    hyper = bp.model(model)  # the model's own config class (recranker.backbones.config)
     torch.set_num_threads(bp.threads)
 
-    df, n_users, n_items = load_interactions(dataset)
+    df, n_users, n_items = artifacts.interactions_with_ranges(dataset)
     data = Interactions.from_frame(df, n_users, n_items)
 
     config = {"dataset": dataset, "model": model, "seed": p.seed, "top_k": bp.top_k,
-              "patience": bp.patience, "eval_every": bp.eval_every, **hyper}  # fmt: skip
+              "patience": bp.patience, "eval_every": bp.eval_every, **hyper.model_dump()}  # fmt: skip
     with start_run(f"backbone:{dataset}:{model}", config) as run:
         net = build(model, n_users, n_items, hyper, seed=p.seed)
         result = fit(net, data, patience=bp.patience, eval_every=bp.eval_every, seed=p.seed,

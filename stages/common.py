@@ -35,3 +35,4 @@ def params():
     from stages.params import load_params
 
     return load_params(PARAMS_FILE)
+

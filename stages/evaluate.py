@@ -12,46 +12,24 @@ import json
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
-
-
-def _read_parquet(path, hint: str):
-    from recranker.io import read_parquet
-
-    return read_parquet(path, missing=f"run {hint} first")
 
 
 def load_inputs(dataset: str, backbone: str, split: str = "test"):
     """(candidates user → items best first, targets user → held-out item of ``split``)."""
     from recranker.errors import RecrankerError
 
-    c = _read_parquet(paths.backbone(dataset, backbone) / "candidates.parquet",
-                      f"`recranker backbone --dataset {dataset} --model {backbone}`")
+    c = artifacts.candidates(dataset, backbone)
     missing = {"user_id", "split", "rank", "item_id"} - set(c.columns)
     if missing:
         raise RecrankerError(f"candidates.parquet: missing column '{min(missing)}'")
     c = c[c["split"] == split].sort_values(["user_id", "rank"], kind="stable")
     cands = {int(u): g["item_id"].astype(int).tolist() for u, g in c.groupby("user_id", sort=True)}
-    inter = _read_parquet(paths.processed(dataset) / "interactions.parquet",
-                          f"`recranker prepare --dataset {dataset}`")
+    inter = artifacts.interactions(dataset)
     held = inter[inter["split"] == split]
     targets = dict(zip(held["user_id"].astype(int).tolist(), held["item_id"].astype(int).tolist()))
     return cands, targets
-
-
-def load_predictions(dataset: str, backbone: str, tasks, split: str = "test") -> dict[str, list[dict]]:
-    from recranker.errors import RecrankerError
-    from recranker.io import read_jsonl
-
-    out = {}
-    for task in tasks:
-        path = paths.predictions(dataset, backbone, split) / f"{task}.jsonl"
-        if not path.is_file():
-            raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
-                                 f"--backbone {backbone} --split {split}` with rank.tasks including {task})")
-        out[task] = [row for row, _ in read_jsonl(path)]
-    return out
 
 
 def evaluate(
@@ -76,7 +54,7 @@ def evaluate(
 
         keep = set(test_user_subset(list(targets), p.instruct.max_test_users, p.seed).tolist())
         targets = {u: i for u, i in targets.items() if u in keep}
-    preds = load_predictions(dataset, backbone, p.rank.tasks)
+    preds = artifacts.predictions(dataset, backbone, p.rank.tasks)
     report, rankings = evaluate_rankings(cands, targets, preds, w=w, ks=p.evaluate.ks)
     report["dataset"], report["backbone_model"] = dataset, backbone
     report["hybrid_weights"] = {
@@ -108,7 +86,7 @@ def choose_weights(dataset: str, backbone: str, tasks, ks):
     from recranker.ranking.selection import select_weights, task_arrays, weight_grid
 
     cands, targets = load_inputs(dataset, backbone, "valid")
-    preds = load_predictions(dataset, backbone, tasks, "valid")
+    preds = artifacts.predictions(dataset, backbone, tasks, "valid")
     ranked = {int(r["user_id"]) for rows in preds.values() for r in rows}
     targets = {u: i for u, i in targets.items() if u in ranked}  # the users the valid prompts cover
     if not targets:
@@ -147,13 +125,13 @@ def bootstrap_intervals(cands, targets, preds, w, ks, n_boot: int, seed: int, re
 
 def _samples(dataset, backbone, preds, targets, rankings, n):
     """A few prompts with the model's outputs/scores, for the W&B table."""
-    from stages.rank import read_instructions
+    from recranker.ranking import parse_instruction
 
     wanted = {r["id"]: (task, r) for task, rows in preds.items() for r in rows[:n]}
     path = paths.test_instructions(dataset, backbone)
     rows = []
     if path.is_file():
-        for ins in read_instructions(path, set(preds)):
+        for ins in artifacts.test_instructions(dataset, backbone, set(preds), parse_instruction):
             if ins.id in wanted:
                 task, r = wanted[ins.id]
                 prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in ins.messages)

@@ -1,7 +1,8 @@
 """Command `exp`: run one paper table/figure as DVC experiments (`dvc exp run -S ...` per variant).
 
-Not a DVC stage: it drives DVC. The recipes themselves are data in `recranker.experiments`;
-docs/experiments.md lists them with their costs.
+Not a DVC stage: it drives DVC. The recipes themselves are YAML files of params overrides
+(src/recranker/recipes/, read by `recranker.experiments`), each variant checked against the params
+schema before anything runs; docs/experiments.md lists them with their costs.
 """
 
 from __future__ import annotations
@@ -23,9 +24,50 @@ def _list() -> None:
                    f"({', '.join(v.name for v in r.variants)})")
 
 
+def save_kept() -> int:
+    """Merge the finished experiments of `dvc exp show` into metrics/experiments.json; return how
+    many it keeps (newer results of the same name replace older ones)."""
+    from recranker.io import write_json
+    from recranker.report.expshow import finished
+    from stages.artifacts import KEPT, exp_show, kept_experiments
+
+    live = finished(exp_show(None))
+    names = {e.get("name") for base in live for e in base["experiments"]}
+    old = [{**b, "experiments": [e for e in b["experiments"] if e.get("name") not in names]} 
+           for b in kept_experiments()]
+    kept = live + [b for b in old if b["experiments"]]
+    write_json(KEPT, kept)
+    return sum(len(b["experiments"]) for b in kept)
+
+
+def check_overrides(recipe_name: str, variant: str, overrides: dict) -> None:
+    """The params file this variant would run with must validate (one line naming the key)."""
+    import copy
+
+    import yaml
+
+    from recranker.errors import RecrankerError
+    from stages.common import PARAMS_FILE
+    from stages.params import check_params
+
+    base = yaml.safe_load(open(PARAMS_FILE, encoding="utf-8")) or {}  # noqa: SIM115
+    tree = copy.deepcopy(base)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise RecrankerError(f"recipe {recipe_name}, variant {variant}: {key}: not a params.yaml key")
+        node[leaf] = value
+    check_params(tree, f"recipe {recipe_name}, variant {variant}")
+
+
 def exp(
     name: str = typer.Argument(None, help="Recipe name (see --list)."),
     list_: bool = typer.Option(False, "--list", help="List the recipes and exit."),
+    save: bool = typer.Option(False, "--save", help="Keep the finished experiments' results in "
+                              "metrics/experiments.json (commit it: the report of a fresh clone reads it)."),
     variant: list[str] = typer.Option(None, "--variant", help="Run only these variants (repeatable)."),
     queue: bool = typer.Option(False, "--queue", help="Queue the experiments (`dvc queue start` runs them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands without running them."),
@@ -41,10 +83,17 @@ def exp(
     if list_:
         _list()
         return
+    if save:
+        from stages.artifacts import KEPT
+
+        typer.echo(f"kept {save_kept()} finished experiment(s) in {KEPT}")
+        return
     if not name:
         raise RecrankerError("exp: give a recipe name (`recranker exp --list` shows them)")
     r = recipe(name)
     variants = select(r, variant)
+    for v in variants:
+        check_overrides(name, v.name, r.overrides(v, paper_scale))
     commands = [exp_run_args(r, v, paper_scale=paper_scale, queue=queue, temp=temp) for v in variants]
     if not temp and not queue and len(commands) > 1 and not dry_run:
         # `dvc exp run -S` in the workspace edits params.yaml, so the next variant would inherit it

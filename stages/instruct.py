@@ -11,27 +11,10 @@ metrics/instruct/<ds>.json. With instruct.enhance, the rating MF
 
 from __future__ import annotations
 
-import json
-
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
-
-
-def _read(path, what: str, hint: str):
-    from recranker.errors import RecrankerError
-
-    try:
-        if str(path).endswith(".parquet"):
-            from recranker.io import read_parquet
-
-            return read_parquet(path, missing=f"run `{hint}`")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecrankerError(f"{path}: not found (run `{hint}`)") from None
-    except json.JSONDecodeError as exc:
-        raise RecrankerError(f"{path}:{exc.lineno}: invalid JSON ({what})") from None
 
 
 def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
@@ -47,18 +30,11 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
     p = params()
     dp = p.dataset(dataset)
     ip = p.instruct
-    proc = paths.processed(dataset)
-    prep = f"recranker prepare --dataset {dataset}"
-    inter = _read(proc / "interactions.parquet", "interactions", prep)
-    items = _read(proc / "items.parquet", "items", prep)
-    stats = _read(proc / "stats.json", "stats", prep)
-    users = _read(paths.sampled(dataset) / "users.json", "users", f"recranker sample --dataset {dataset}")
-    multiset = sampling.multiset_from_json(users)
-    cands = {
-        bb: _read(paths.backbone(dataset, bb) / "candidates.parquet", "candidates",
-                  f"recranker backbone --dataset {dataset} --model {bb}")
-        for bb in p.run.backbones
-    }  # fmt: skip
+    inter = artifacts.interactions(dataset)
+    items = artifacts.items(dataset)
+    stats = artifacts.stats(dataset)
+    multiset = sampling.multiset_from_json(artifacts.sampled_users(dataset))
+    cands = {bb: artifacts.candidates(dataset, bb) for bb in p.run.backbones}
     if ip.max_test_users:
         from recranker.data import test_user_subset
 
@@ -87,7 +63,7 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
 
         fit_predict = functools.partial(
             fit_predict_ratings, n_users=corpus.n_users, n_items=corpus.n_items,
-            seed=p.seed, **ip.rating_mf.model_dump(),
+            seed=p.seed, config=ip.rating_mf,
         )  # fmt: skip
         union = pd.concat(cands.values())[["user_id", "item_id"]].drop_duplicates(ignore_index=True)
         union["rating_pred"] = prompts.train_only_predict(inter, union, fit_predict)

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
 
 
 def pref_backbone() -> None:
     """metrics/pref_backbone/<ds>.json: AUC of conventional backbones on pref-eval's pairs."""
     from recranker.io import write_json
+    from recranker.llm.dmpo import to_preference
     from recranker.tracking import start_run
-    from stages.backbone import load_interactions
-    from stages.dmpo import TEST_FILE, read_preferences, subsample
 
     p = params()
     e, bp = p.llm.pref_eval, p.backbone
@@ -42,10 +41,11 @@ def pref_backbone() -> None:
             from recranker.preference_backbones import backbone_metrics, fit_and_score
 
             torch.set_num_threads(bp.threads)
-            rows = subsample(
-                read_preferences(paths.preferences(ds) / TEST_FILE, k=1), e.max_samples, p.seed
+            rows = artifacts.subsample(
+                artifacts.preference_records(
+                    ds, artifacts.PREF_TEST, lambda row, where: to_preference(row, 1, where)), e.max_samples, p.seed
             )
-            df, n_users, n_items = load_interactions(ds)
+            df, n_users, n_items = artifacts.interactions_with_ranges(ds)
             for name in e.backbones:
                 scored, fit = fit_and_score(
                     name, df, rows, n_users, n_items, bp.model(name).model_dump(),

@@ -7,9 +7,8 @@ import gc
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
-from stages.dmpo import TEST_FILE, dmpo_datasets, read_preferences, subsample
 
 EXPLAIN_JSON = paths.METRICS / "pref_explain.json"
 EXPLAIN_PNG = paths.METRICS / "pref_explain.png"
@@ -24,6 +23,7 @@ def _load(name: str, dtype: str):
 def pref_eval() -> None:
     """metrics/pref_eval.json (AUC, pairwise and top-1 accuracy per dataset × model) and explanations."""
     from recranker.io import atomic_path, write_json
+    from recranker.llm.dmpo import to_preference
     from recranker.llm.model import load_tokenizer
     from recranker.llm.preference_eval import (
         explain,
@@ -35,12 +35,13 @@ def pref_eval() -> None:
 
     p = params()
     e = p.llm.pref_eval
-    trained_on = set(dmpo_datasets(p))
+    trained_on = set(artifacts.dmpo_datasets(p))
     eval_sets = {}
     for ds in e.datasets or p.run.datasets:
         p.dataset(ds)
-        rows = read_preferences(paths.preferences(ds) / TEST_FILE, k=1)
-        eval_sets[ds] = subsample(rows, e.max_samples, p.seed)
+        rows = artifacts.preference_records(
+            ds, artifacts.PREF_TEST, lambda row, where: to_preference(row, 1, where))
+        eval_sets[ds] = artifacts.subsample(rows, e.max_samples, p.seed)
     tokenizer = load_tokenizer(str(paths.base_model()))
 
     results: dict = {ds: {"domain": "in-domain" if ds in trained_on else "cross-domain"} for ds in eval_sets}

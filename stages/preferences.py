@@ -13,15 +13,12 @@ from pathlib import Path
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
 
 
 def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
     """Few-shot DMPO preference data of DATASET → data/preferences/<dataset>/."""
-    import pandas as pd
-
-    from recranker.errors import RecrankerError
     from recranker.io import atomic_path, write_json, write_jsonl
     from recranker.preferences import (
         PreferenceConfig,
@@ -35,12 +32,8 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
     p = params()
     dp = p.dataset(dataset)
     pp = p.preferences
-    proc = paths.processed(dataset)
-    try:
-        inter = pd.read_parquet(proc / "interactions.parquet")
-        items = pd.read_parquet(proc / "items.parquet")
-    except FileNotFoundError as exc:
-        raise RecrankerError(f"{exc.filename}: not found (run `recranker prepare --dataset {dataset}`)") from None
+    inter = artifacts.interactions(dataset)
+    items = artifacts.items(dataset)
     inter = inter.loc[inter["split"].isin(pp.splits)]
     cfg = PreferenceConfig(
         dataset=dataset, domain=domain_for_format(dp.format), positive_above=pp.positive_above,

@@ -1,7 +1,9 @@
 """Stage `report`: reports/README.md + reports/report.html + reports/plots/*.png from every experiment.
 
 Reads `dvc exp show --json` (workspace, baseline and experiments; or a saved copy with
---exp-show), metrics/pref_explain.json, data/processed/*/stats.json and dvc.lock; the library
+--exp-show) plus the finished experiments the repository keeps (metrics/experiments.json, written
+by `recranker exp --save`: a fresh clone has no local experiment refs, yet renders the same
+report), metrics/pref_explain.json, data/processed/*/stats.json and dvc.lock; the library
 (`recranker.report`) builds the tables and plots. Missing experiments appear as "not run".
 """
 
@@ -9,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 
 REPORTS = Path("reports")
 PACKAGES = ("recranker", "torch", "transformers", "peft", "trl", "accelerate", "dvc", "wandb", "numpy", "pandas",
@@ -34,41 +34,6 @@ def locations():
         sft=f"{m}/sft.json", dmpo=f"{m}/dmpo.json", pref_eval=f"{m}/pref_eval.json",
         pref_backbone=paths.metrics("pref_backbone").as_posix() + "/{dataset}.json",
     )
-
-
-def exp_show(saved: Path | None) -> list:
-    """`dvc exp show --json` (all experiments of HEAD), or a saved copy; a workspace-only stand-in
-    when this is not a DVC/git repository with a commit (then only the workspace is reported)."""
-    from recranker.errors import RecrankerError
-
-    if saved is not None:
-        try:
-            return json.loads(saved.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RecrankerError(f"{saved}: cannot read a `dvc exp show --json` output ({exc})") from None
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True,
-                          check=False)
-    if done.returncode == 0 and done.stdout.strip().startswith("["):
-        return json.loads(done.stdout)
-    typer.echo(f"report: `dvc exp show` failed ({done.stderr.strip().splitlines()[-1:] or ['?']}); "
-               "reporting the workspace files only", err=True)
-    return [_workspace_only()]
-
-
-def _workspace_only() -> dict:
-    import yaml
-
-    from stages.common import PARAMS_FILE
-
-    params = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) if Path(PARAMS_FILE).is_file() else {}
-    metrics = {}
-    for f in sorted(paths.METRICS.rglob("*.json")):
-        try:
-            metrics[f.as_posix()] = {"data": json.loads(f.read_text(encoding="utf-8"))}
-        except (OSError, json.JSONDecodeError):
-            continue
-    return {"rev": "workspace", "name": None, "data": {"params": {PARAMS_FILE: {"data": params}}, "metrics": metrics},
-            "experiments": None}
 
 
 def versions() -> dict[str, str]:
@@ -138,8 +103,9 @@ def report(
     """Write reports/: README.md (Markdown), report.html (self-contained) and plots/*.png."""
     from recranker.io import atomic_path
     from recranker.report import Inputs, build, parse_exp_show, render_plots, to_html, to_markdown
+    from recranker.report.expshow import with_kept
 
-    experiments = parse_exp_show(exp_show(exp_show_file))
+    experiments = parse_exp_show(with_kept(artifacts.exp_show(exp_show_file), artifacts.kept_experiments()))
     ws = next((e for e in experiments if e.kind == "workspace"), None)
     params = ws.params if ws else {}
     explain = paths.METRICS / "pref_explain.json"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
 
 
@@ -18,22 +18,20 @@ def sample(dataset: str = typer.Option(..., help="Dataset name (a key of params.
     import numpy as np
 
     from recranker import sampling
-    from recranker.io import read_npy, read_parquet, write_json
+    from recranker.io import write_json
     from recranker.tracking import start_run
 
     p = params()
     p.dataset(dataset)
     sp = p.sampling
-    src = paths.processed(dataset) / "interactions.parquet"
-    df = read_parquet(src, missing=f"run `recranker prepare --dataset {dataset}`", columns=["user_id", "split"])
+    df = artifacts.interactions(dataset, columns=["user_id", "split"])
     n_users = int(df["user_id"].max()) + 1
     q = np.bincount(df.loc[df["split"] == "train", "user_id"].to_numpy(), minlength=n_users)
 
     emb = None
     bb = sp.embeddings_backbone or p.run.backbones[0]
     if sp.mode == "adaptive":
-        emb_path = paths.backbone(dataset, bb) / "user_emb.npy"
-        emb = read_npy(emb_path, missing=f"run `recranker backbone --dataset {dataset} --model {bb}`")
+        emb = artifacts.user_embeddings(dataset, bb)
     cfg = sampling.SamplingConfig(
         mode=sp.mode, n_users=sp.n_users, n_importance=sp.n_importance or sp.n_users,
         n_cluster=sp.n_cluster or sp.n_users, n_clusters=sp.n_clusters, penalty=sp.penalty,

@@ -27,8 +27,9 @@ def serve(
     max_tokens: int = typer.Option(1024, min=1, help="Largest max_tokens a request may ask for (also bounded by the context)."),
 ) -> None:
     """Serve /v1/models, /v1/completions and /v1/chat/completions until stopped."""
+    from recranker.llm.backends.factory import make_backend
     from recranker.llm.backends.server import OpenAIServer, describe_bind
-    from stages.rank import make_backend
+    from stages import artifacts, paths
 
     p = params()
     if p.rank.backend != "hf":
@@ -36,7 +37,8 @@ def serve(
     warning = describe_bind(host)
     if warning:
         typer.echo(warning, err=True)
-    backend = make_backend(p, progress=False)
+    backend = make_backend(p.rank, paths.base_model(), artifacts.tuned_dir(p.rank.model), seed=p.seed,
+                           progress=False)
     try:
         server = OpenAIServer(backend, host=host, port=port, model_name=p.rank.openai.model,
                               api_key=os.environ.get(p.rank.openai.api_key_env) or None,

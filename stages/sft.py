@@ -6,40 +6,20 @@ from pathlib import Path
 
 import typer
 
-from stages import paths
+from stages import artifacts, paths
 from stages.common import params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "sft"  # outside the atomically replaced output
 
 
-def read_records(path: Path) -> list[dict]:
-    """JSONL → records, each validated early so a malformed line fails naming file:line."""
-    from recranker.io import read_jsonl
-    from recranker.llm.sft import to_prompt_completion
-
-    rows = []
-    for row, where in read_jsonl(path, missing="run the `instruct` stage first"):
-        to_prompt_completion(row, where)
-        rows.append(row)
-    return rows
-
-
-def lora_settings(p):
-    """llm.sft.lora as the library's LoraSettings (also the adapter of DMPO with init=base)."""
-    from recranker.llm.sft import LoraSettings
-
-    lo = p.llm.sft.lora
-    return LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout, target_modules=tuple(lo.target_modules))
-
-
 def settings_from_params(p, checkpoint_dir: Path):
-    from recranker.llm.sft import SFTSettings
+    from recranker.llm.sft import LoraSettings, SFTSettings
 
     s = p.llm.sft
     return SFTSettings(
         seed=p.seed,
         method=s.method,
-        lora=lora_settings(p),
+        lora=LoraSettings(**s.lora.model_dump()),
         max_steps=s.max_steps,
         lr=s.lr,
         warmup_steps=s.warmup_steps,
@@ -57,28 +37,21 @@ def settings_from_params(p, checkpoint_dir: Path):
     )
 
 
-def write_curve_csv(path: Path, curve: list[dict]) -> None:
-    from recranker.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
-
-
 def sft() -> None:
     """Train models/llm/sft/ (adapter + tokenizer + log); metrics/sft.json; metrics/sft_loss.csv."""
     import datasets
 
-    from recranker.errors import RecrankerError
+    from recranker.errors import ParamError, RecrankerError
     from recranker.io import atomic_path, write_json
     from recranker.llm.model import load_tokenizer
-    from recranker.llm.sft import check_lengths, split_eval, train_sft
+    from recranker.llm.sft import check_lengths, split_eval, to_prompt_completion, train_sft
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
     p = params()
     records: list[dict] = []
     for ds in p.run.datasets:
-        records += read_records(paths.train_instructions(ds))
+        records += artifacts.train_instructions(ds, to_prompt_completion)
     train, evals = split_eval(records, p.llm.sft.eval_fraction, p.llm.sft.max_eval, p.seed)
     cfg = settings_from_params(p, CHECKPOINTS)
     try:
@@ -86,13 +59,16 @@ def sft() -> None:
     except RecrankerError as err:
         raise RecrankerError(f"llm.sft.{err}") from None
     with start_run("sft", p.llm.sft.model_dump()) as run, atomic_path(paths.llm("sft"), is_dir=True) as tmp:
-        report = train_sft(paths.base_model(), train, evals, tmp, cfg)
+        try:
+            report = train_sft(paths.base_model(), train, evals, tmp, cfg)
+        except ParamError as err:
+            raise err.within("llm.sft") from None
         for point in report["curve"]:
             run.log({"train/loss": point["loss"]}, step=point["step"])
         metrics = {k: report[k] for k in ("final_train_loss", "eval_loss", "steps", "seconds", "tokens",
                                           "n_train", "n_eval", "train_loss_mean")}
         run.summary(metrics)
     write_json(paths.METRICS / "sft.json", metrics)
-    write_curve_csv(paths.METRICS / "sft_loss.csv", report["curve"])
+    artifacts.write_curve_csv(paths.METRICS / "sft_loss.csv", report["curve"])
     typer.echo(f"sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
                f"train loss {metrics['final_train_loss']:.3f}, eval loss {metrics['eval_loss']}")

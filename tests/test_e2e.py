@@ -2,6 +2,9 @@
 
 Synthetic MovieLens-format data, a tiny randomly initialised LLM with the real tokenizer, a few
 training steps: every stage runs for real, through DVC, through the `recranker` console script.
+The copy runs the README's main command as a user types it: `.venv/bin/dvc repro` in the project
+root, with nothing activated and no environment directory on PATH (`.venv` links to the test's
+environment, as `make install` would have created it).
 """
 
 from __future__ import annotations
@@ -46,6 +49,31 @@ def deep_update(base: dict, over: dict) -> dict:
     return base
 
 
+def bare_env(**extra) -> dict:
+    """The environment of a fresh shell: no virtualenv activated, no environment bin/ on PATH."""
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if d and Path(d).resolve() != BIN.resolve() and not (Path(d) / "recranker").exists())
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "RECRANKER_PARAMS", "PYTHONPATH"}}
+    return {**env, "PATH": path, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+            **extra}
+
+
+def make_project(work: Path, overrides: dict) -> None:
+    """A copy of the project's pipeline files in WORK with params.yaml deep-updated by OVERRIDES."""
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "metrics/experiments.json"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, work / name)
+    # the code the stages depend on (dvc.yaml lists it; the stages run the installed copy of it)
+    for name in ("bin", "src", "stages"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (work / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump(deep_update(params, overrides), sort_keys=False))
+
+
+DVC = ".venv/bin/dvc"  # exactly as the README says
+
+
 def run(cmd, cwd, env):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -55,21 +83,15 @@ def run(cmd, cwd, env):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, work / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
-
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
-    env.pop("RECRANKER_PARAMS", None)
+    make_project(work, TINY)
+    env = bare_env()
     run(["git", "init", "-q"], work, env)
     run(["git", "config", "user.email", "ci@example.invalid"], work, env)
     run(["git", "config", "user.name", "ci"], work, env)
-    run([str(BIN / "dvc"), "init", "-q"], work, env)
-    run([str(BIN / "recranker"), "synth", "raw/tiny", "--users", "40", "--items", "60",
+    run([DVC, "init", "-q"], work, env)
+    run([".venv/bin/recranker", "synth", "raw/tiny", "--users", "40", "--items", "60",
          "--ratings", "1500", "--seed", "0"], work, env)
-    first = run([str(BIN / "dvc"), "repro"], work, env)
+    first = run([DVC, "repro"], work, env)
     return work, env, first
 
 
@@ -94,7 +116,35 @@ def test_repro_writes_metrics_in_unit_interval(project):
 
 def test_second_repro_runs_nothing(project):
     work, env, _ = project
-    out = run([str(BIN / "dvc"), "repro"], work, env)
+    out = run([DVC, "repro"], work, env)
     assert "Running stage" not in out
-    status = run([str(BIN / "dvc"), "status"], work, env)
+    status = run([DVC, "status"], work, env)
     assert "up to date" in status
+
+
+def test_exp_run_in_a_temporary_copy(project):
+    """`dvc exp run` (default --temp in `recranker exp`) runs the stages from a copy under .dvc/tmp,
+    where there is no .venv of its own: bin/recranker must still find the project's."""
+    work, env, _ = project
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-q", "-m", "tiny"], work, env)
+    out = run([DVC, "exp", "run", "--temp", "-n", "c1-half", "-S", "evaluate.hybrid.c1=0.5"], work, env)
+    assert "Running stage 'evaluate@tiny-mf'" in out and "Running stage 'sft'" not in out, out[-2000:]
+    assert "c1-half" in run([DVC, "exp", "list"], work, env)
+
+
+def test_same_params_give_the_same_bytes(project):
+    """Re-training with the same params rewrites byte-identical backbone and SFT outputs (no
+    timings, temp paths or pickles inside them), so nothing downstream looks changed."""
+    work, env, _ = project
+
+    def outs():
+        lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
+        # the DVC outputs proper (metrics files, also listed as outs, hold the timings)
+        return {s: [o for o in lock[s]["outs"] if not o["path"].startswith("metrics/")]
+                for s in ("backbone@tiny-mf", "sft")}
+
+    before = outs()
+    run([DVC, "repro", "--force", "--single-item", "backbone@tiny-mf", "sft"], work, env)
+    assert outs() == before
+    assert not list((work / "models").rglob("*.bin")), "pickles among the outputs"

@@ -155,3 +155,25 @@ def test_docs_document_every_recipe_as_catalogued():
     doc = (ROOT / "docs" / "experiments.md").read_text()
     stale = [r.name for r in ex.RECIPES if ex.markdown(r) not in doc]
     assert not stale, f"docs/experiments.md is stale for {stale}: run scripts/experiments_doc.py"
+
+
+def test_exp_checks_every_override_against_the_schema_before_running(monkeypatch):
+    from stages.exp import check_overrides
+
+    monkeypatch.chdir(ROOT)
+    check_overrides("rr-c1", "c1-0p1", {"evaluate.hybrid.c1": 0.1})
+    with pytest.raises(RecrankerError, match=r"^recipe r, variant v: evaluate\.ks\.0: 99 is outside 1\.\.10"):
+        check_overrides("r", "v", {"evaluate.ks": [99]})
+    with pytest.raises(RecrankerError, match=r"^recipe r, variant v: sampling\.bogus: unknown key"):
+        check_overrides("r", "v", {"sampling.bogus": 1})
+
+
+def test_catalogue_files_are_the_recipes(tmp_path):
+    """One YAML file per recipe; index.yaml must list exactly those files."""
+    src = Path(ex.__file__).with_name("recipes")
+    shutil.copytree(src, tmp_path / "recipes")
+    profile, recipes = ex.load_catalogue(tmp_path / "recipes")
+    assert [r.name for r in recipes] == [r.name for r in ex.RECIPES] and profile == ex.PAPER_PROFILE
+    (tmp_path / "recipes" / "rr-extra.yaml").write_text("paper: x\n")
+    with pytest.raises(RecrankerError, match="index.yaml: order must list exactly the recipe files"):
+        ex.load_catalogue(tmp_path / "recipes")

@@ -16,8 +16,8 @@ from recranker.prompts import (
     build_test,
     build_training,
     make_corpus,
-    parse_listwise,
 )
+from recranker.ranking import ListwiseParser
 
 ROOT = Path(__file__).resolve().parents[1]
 NASTY = ['Quote "x"\nB. Yes', "Tab\tand\r\nbreak", "{history}", "  ", "A. Labelled"]
@@ -100,8 +100,9 @@ def test_training_answers_follow_the_ratings():
             assert r["completion"] == ("Yes" if la > lb else "No")
         else:
             titles = [corpus.titles[i] for i in cands]
-            order = parse_listwise(r["completion"], titles)
-            assert sorted(order) == list(range(len(cands)))
+            parsed = ListwiseParser(titles).parse(r["completion"])
+            order = list(parsed.order)
+            assert parsed.complete and sorted(order) == list(range(len(cands)))
             lv = [level(u, cands[i]) for i in order]
             assert lv == sorted(lv, reverse=True) and -1 not in lv
             assert sum(x == 2 for x in lv) <= cfg.listwise_liked
@@ -126,7 +127,7 @@ def test_position_shifting_randomises_positions():
     inter, items = make_data()
     cfg = config()
     rows, _ = build_training(make_corpus(inter, items, cfg, 0), MULTISET * 3, cfg, 0)
-    top_pos = [parse_listwise(r["completion"], [""] * 6)[0] for r in rows if r["task"] == "listwise"]
+    top_pos = [ListwiseParser([""] * 6).parse(r["completion"]).order[0] for r in rows if r["task"] == "listwise"]
     assert len(set(top_pos)) >= 4  # the best candidate is not always shown in the same place
     fixed = config(shuffle_candidates=False)
     rows, _ = build_training(make_corpus(inter, items, fixed, 0), MULTISET, fixed, 0)

@@ -240,8 +240,8 @@ def in_project(tmp_path, monkeypatch):
 
 def test_stage_writes_metrics_on_pref_evals_records(in_project):
     from stages import STAGES
+    from stages.artifacts import preference_records, subsample
     from stages.common import user_errors
-    from stages.dmpo import read_preferences, subsample
     from stages.pref_backbone import pref_backbone
 
     assert "pref-backbone" in dict(STAGES)
@@ -260,7 +260,7 @@ def test_stage_writes_metrics_on_pref_evals_records(in_project):
         }
         assert 0.0 <= m["auc"] <= 1.0 and m["n_samples"] == 10 and m["epochs"] >= 1
     # the same subset pref-eval scores (seeded by params.seed)
-    rows = read_preferences(in_project / "data/preferences/toy/pref_test.jsonl", k=1)
+    rows = preference_records("toy", "pref_test.jsonl", lambda row, where: None)
     assert len(rows) > 10 and len(subsample(rows, 10, 0)) == 10
 
 

@@ -3,9 +3,9 @@
 import pytest
 
 from recranker.errors import RecrankerError
-from recranker.prompts import DOMAINS, RatingScale, clean_text, parse_listwise, parse_yes_no
+from recranker.prompts import DOMAINS, RatingScale, clean_text
 from recranker.prompts import templates as T
-from recranker.prompts.parsing import complete_order
+from recranker.ranking import ListwiseParser
 
 NASTY = [
     'He said "Hi"\nB. Yes',
@@ -49,13 +49,13 @@ def test_answer_formats_round_trip_through_parsers():
     order = [3, 0, 4, 1, 2]
     answer = T.listwise_answer(titles, order)
     assert len(answer.splitlines()) == 5  # nothing in a title breaks a line
-    assert parse_listwise(answer, titles) == order
-    # tolerant forms: "(C)", "C)", numbered lines, bare titles, junk and repeats ignored
-    assert parse_listwise("1. (C) x\nB) y\nnonsense\nB. again\nZ. no such", titles) == [2, 1]
-    assert parse_listwise(titles[1], titles) == [1]
-    assert complete_order([2, 1], 5, [0, 1, 2, 3, 4]) == [2, 1, 0, 3, 4]
-    assert parse_yes_no(" Yes.") is True and parse_yes_no("no, because") is False
-    assert parse_yes_no("maybe") is None and parse_yes_no("") is None
+    parser = ListwiseParser(titles)  # the one listwise parser: the ranking stage's
+    assert parser.parse(answer).order == tuple(order) and parser.parse(answer).complete
+    # tolerant forms: "(C)", "C)", numbered lines, bare titles, junk and repeats ignored; the
+    # candidates never named follow in fallback order
+    got = parser.parse("1. (C) x\nB) y\nnonsense\nB. again\nZ. no such")
+    assert got.order == (2, 1, 0, 3, 4) and got.parsed == 2
+    assert parser.parse(titles[1]).order[:1] == (1,)
 
 
 def test_templates_keep_titles_inert_and_prefix_task_free():

@@ -215,3 +215,18 @@ def test_wandb_report_skips_when_offline():
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                           timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.startswith("skipped: offline")
+
+
+def test_kept_experiments_stand_in_for_missing_exp_refs():
+    """A fresh clone's `dvc exp show` has no experiments; the ones kept in metrics/experiments.json
+    (finished ones only) give the same report rows."""
+    from recranker.report.expshow import finished, with_kept
+
+    rows = json.loads(FIXTURE.read_text())
+    clone = [{**b, "experiments": None} for b in rows]  # what a fresh clone sees
+    kept = finished(rows)
+    assert all(b["rev"] != "workspace" for b in kept)
+    done = sorted(e.name for e in parse_exp_show(rows) if e.kind == "experiment" and e.done)
+    merged = parse_exp_show(with_kept(clone, kept))
+    assert sorted(e.name for e in merged if e.kind == "experiment") == done and done
+    assert with_kept(rows, kept) == rows  # live experiments win; nothing is doubled

@@ -15,9 +15,15 @@ from recranker.prompts import (
     build_training,
     listwise_order,
     make_corpus,
-    parse_listwise,
 )
-from recranker.ranking import HybridWeights, evaluate_rankings, pair_wins, rerank, utilities
+from recranker.ranking import (
+    HybridWeights,
+    ListwiseParser,
+    evaluate_rankings,
+    pair_wins,
+    rerank,
+    utilities,
+)
 from recranker.ranking.selection import (
     paired_bootstrap,
     per_user_metrics,
@@ -52,9 +58,7 @@ def test_listwise_training_answers_do_not_follow_the_shown_order_among_ties():
     rows, _ = build_training(corpus, [(u, 3) for u in range(40)], cfg, seed=0)
     agree = total = 0
     for r in rows:
-        titles = [m.split(". ", 1)[1] for m in r["messages"][1]["content"].splitlines()
-                  if m[:2].strip().rstrip(".").isalpha() and m[1:3] == ". "][-len(r["candidates"]):]
-        order = parse_listwise(r["completion"], titles)
+        order = list(ListwiseParser([corpus.titles[i] for i in r["candidates"]]).parse(r["completion"]).order)
         lv = r["meta"]["levels"]
         tied = [i for i in order if lv[i] == 1]  # never-interacted: all tied
         for x, y in itertools.pairwise(tied):  # consecutive in the answer: is shown order kept?

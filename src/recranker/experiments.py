@@ -1,51 +1,25 @@
-"""The experiment recipes of both papers, as data.
+"""The experiment recipes of both papers: YAML data in ``recranker/recipes/`` and what reads it.
 
-A recipe is a named list of variants; each variant is a set of ``params.yaml`` overrides that
+A recipe (``recipes/<name>.yaml``; ``recipes/index.yaml`` gives the order and the paper profile)
+is a named list of variants; each variant is a set of ``params.yaml`` overrides that
 ``recranker exp NAME`` turns into one ``dvc exp run -n <recipe>-<variant> -S key=value ...``.
 Every recipe has a CPU form (the default profile of params.yaml plus the recipe's own keys) and a
 paper-scale form (``--paper-scale``: :data:`PAPER_PROFILE` plus the recipe's paper overrides), for
 GPU machines. The report (``recranker.report``) finds an experiment's results by its name, so the
 names built here are the contract between ``exp`` and ``report``.
 
-This module is pure data and string formatting: it never runs DVC and never reads params.yaml
-(tests check every key and value against the params schema).
+This module is data loading and string formatting: it never runs DVC and never reads params.yaml
+(``recranker exp`` and the tests check every key and value against the params schema).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from recranker.errors import RecrankerError
-
-ALL_TASKS = ["pointwise", "pairwise", "listwise"]
-DIRECT_BACKBONES = ["mf", "lightgcn", "mixgcf", "sgl"]
-SEQUENTIAL_BACKBONES = ["sasrec", "bert4rec", "cl4srec"]
-PAPER_DATASETS = ["ml-100k", "ml-1m", "bookcrossing"]
-
-# RecRanker §4 / docs/gpu.md: LLaMA-2-7B, full fine-tuning, lr 2e-5 cosine, 50 warm-up steps,
-# batch 4 × accumulation 2, 6000 steps, context 1024, DeepSpeed ZeRO-3; ranking with vLLM.
-PAPER_PROFILE: dict[str, Any] = {
-    "llm.base_model": "meta-llama/Llama-2-7b-hf",
-    "llm.deepspeed": "configs/deepspeed_zero3.json",
-    "llm.sft.method": "full",
-    "llm.sft.lr": 0.00002,
-    "llm.sft.warmup_steps": 50,
-    "llm.sft.batch_size": 4,
-    "llm.sft.grad_accum": 2,
-    "llm.sft.max_steps": 6000,
-    "llm.sft.max_length": 1024,
-    "llm.sft.bf16": True,
-    "llm.sft.save_steps": 500,
-    "llm.dmpo.max_length": 1024,
-    "llm.dmpo.lr": 0.0000005,
-    "llm.dmpo.max_steps": 1000,
-    "llm.pref_eval.max_length": 1024,
-    "llm.pref_eval.max_samples": 1000,
-    "rank.backend": "vllm",
-    "rank.dtype": "bfloat16",
-}
 
 
 @dataclass(frozen=True)
@@ -138,223 +112,58 @@ def exp_run_args(recipe: Recipe, variant: Variant, *, paper_scale: bool = False,
     return argv
 
 
-def _sweep(prefix: str, key: str, values: list[float], fmt: str) -> tuple[Variant, ...]:
-    return tuple(Variant(f"{prefix}{str(v).replace('.', 'p')}", fmt.format(v), {key: v}, x=float(v)) for v in values)
+def _variant(raw: dict, where: str) -> Variant:
+    unknown = set(raw) - {f.name for f in fields(Variant)}
+    if unknown or "name" not in raw or "label" not in raw:
+        raise RecrankerError(f"{where}: a variant needs name and label (unknown: {sorted(unknown)})")
+    x = raw.get("x")
+    return Variant(name=str(raw["name"]), label=str(raw["label"]), set=dict(raw.get("set") or {}),
+                   paper_set=None if raw.get("paper_set") is None else dict(raw["paper_set"]),
+                   x=None if x is None else float(x), series=str(raw.get("series", "")))
 
 
-_RANK_ALL = {"rank.tasks": ALL_TASKS}
-# CPU costs: 2 cores, measured on the default profile (README, "Stage times"): sft 7 min,
-# rank 19 min per backbone (943 users, three tasks), dmpo 9 min, pref-eval 3 min.
-_EVAL_COST = ("first variant: what of the pipeline is not already cached (nothing after a default "
-              "`dvc repro` with all three tasks); every variant re-runs only `evaluate`: ~30 s each "
-              "including the temporary-copy overhead of `dvc exp run --temp` (measured)")
-_PIPE_COST = "~27 min per variant (measured stages: sft 7 min + rank 19 min per backbone)"
-ABLATION_COST = ("estimate ~12 min per variant on 2 cores (sft ~7 min, rank of 200 users with both pair "
-                 "orders ~5 min; the `full` variant reuses the default SFT) → ~45 min for the four")
-_DMPO_COST = "~12 min per variant (measured stages: dmpo 9 min for 20 steps at k=3, pref-eval 3 min)"
+def _recipe(name: str, raw: dict, where: str) -> Recipe:
+    allowed = {f.name for f in fields(Recipe)} - {"name"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise RecrankerError(f"{where}: unknown key '{min(unknown)}' (known: {', '.join(sorted(allowed))})")
+    missing = {"paper", "kind", "description", "variants"} - set(raw)
+    if missing:
+        raise RecrankerError(f"{where}: missing key '{min(missing)}'")
+    variants = tuple(_variant(v, f"{where}: variants[{i}]") for i, v in enumerate(raw["variants"]))
+    return Recipe(
+        name=name, paper=raw["paper"], kind=raw["kind"], description=raw["description"], variants=variants,
+        common=dict(raw.get("common") or {}), paper_common=dict(raw.get("paper_common") or {}),
+        targets=tuple(raw.get("targets") or ()), cpu_cost=raw.get("cpu_cost", ""),
+        gpu_only=bool(raw.get("gpu_only", False)), x_label=raw.get("x_label", ""), notes=raw.get("notes", ""),
+    )  # fmt: skip
 
-RECIPES: tuple[Recipe, ...] = (
-    Recipe(
-        name="rr-table3",
-        paper="RecRanker Table III",
-        kind="main",
-        description="Direct recommendation: every dataset × backbone (MF, LightGCN, MixGCF, SGL), the "
-                    "backbone's order vs the pointwise / pairwise / listwise re-rankings and the hybrid, "
-                    "with the improvement rows.",
-        variants=(Variant("all", "RecRanker", {"run.backbones": DIRECT_BACKBONES}),),
-        common={**_RANK_ALL, "run.datasets": ["ml-100k"]},
-        paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost="ML-100K only: backbones a few minutes each (MF 7 s, LightGCN ~3 min), then rank 19 min "
-                 "per backbone → ~1.5 h for four backbones",
-    ),
-    Recipe(
-        name="rr-table4",
-        paper="RecRanker Table IV",
-        kind="main",
-        description="Sequential recommendation: every dataset × backbone (SASRec, BERT4Rec, CL4SRec), base vs "
-                    "pointwise / pairwise / listwise / hybrid.",
-        variants=(Variant("all", "RecRanker", {"run.backbones": SEQUENTIAL_BACKBONES}),),
-        common={**_RANK_ALL, "run.datasets": ["ml-100k"]},
-        paper_common={"run.datasets": PAPER_DATASETS},
-        cpu_cost="ML-100K only: the three sequential backbones train for up to ~20 min each (SASRec: "
-                 "63 epochs), then rank 19 min per backbone → ~2 h",
-    ),
-    Recipe(
-        name="rr-ablation",
-        paper="RecRanker Table V",
-        kind="ablation",
-        description="Ablation of the instruction construction: without adaptive user sampling (uniform), "
-                    "without position shifting (candidates in backbone order in training prompts), without "
-                    "prompt enhancement (no backbone / rating hints).",
-        variants=(
-            Variant("full", "RecRanker"),
-            Variant("no-aus", "w/o adaptive user sampling", {"sampling.mode": "uniform"}),
-            Variant("no-ps", "w/o position shifting", {"instruct.shuffle_candidates": False,
-                                                       "instruct.shuffle_history": False}),
-            Variant("no-pe", "w/o prompt enhancement", {"instruct.enhance": False}),
-        ),
-        # both orders of every test pair: the report's position-consistency table compares variants.
-        # On the CPU a seeded 200 of the 943 test users (the same in every variant) keep the four
-        # sft + rank runs near an hour; the paper scale evaluates everyone.
-        common={**_RANK_ALL, "instruct.pairwise_both_orders": True, "instruct.max_test_users": 200},
-        paper_common={"run.datasets": PAPER_DATASETS, "instruct.max_test_users": 0},
-        targets=("evaluate",),  # the RecRanker branch: a new SFT must not re-run dmpo and pref-eval
-        cpu_cost=ABLATION_COST,
-    ),
-    Recipe(
-        name="rr-c1",
-        paper="RecRanker Figure 3 (C1)",
-        kind="sweep",
-        description="Hybrid ranking: sweep C1, the pointwise position penalty (U_point = s − m·C1). Only "
-                    "`evaluate` re-runs after the first variant.",
-        variants=_sweep("c1-", "evaluate.hybrid.c1", [0.0, 0.025, 0.05, 0.1, 0.2], "C1 = {}"),
-        common=_RANK_ALL,
-        targets=("evaluate",),
-        cpu_cost=_EVAL_COST,
-        x_label="C1",
-    ),
-    Recipe(
-        name="rr-c2",
-        paper="RecRanker Figure 3 (C2)",
-        kind="sweep",
-        description="Hybrid ranking: sweep C2, the weight of a pairwise win (U_pair = wins·C2).",
-        variants=_sweep("c2-", "evaluate.hybrid.c2", [0.1, 0.25, 0.5, 1.0, 2.0], "C2 = {}"),
-        common=_RANK_ALL,
-        targets=("evaluate",),
-        cpu_cost=_EVAL_COST,
-        x_label="C2",
-    ),
-    Recipe(
-        name="rr-c3",
-        paper="RecRanker Figure 3 (C3)",
-        kind="sweep",
-        description="Hybrid ranking: sweep C3, the listwise position penalty (U_list = −m'·C3).",
-        variants=_sweep("c3-", "evaluate.hybrid.c3", [0.0, 0.0125, 0.025, 0.05, 0.1], "C3 = {}"),
-        common=_RANK_ALL,
-        targets=("evaluate",),
-        cpu_cost=_EVAL_COST,
-        x_label="C3",
-    ),
-    Recipe(
-        name="rr-data-scaling",
-        paper="RecRanker Table VI",
-        kind="sweep",
-        description="Data scaling: 10% / 50% / 100% of the instructions (sampling.n_users) with "
-                    "proportional training steps (llm.sft.max_steps).",
-        variants=(
-            Variant("10pct", "10%", {"sampling.n_users": 20, "llm.sft.max_steps": 3},
-                    {"sampling.n_users": 600, "llm.sft.max_steps": 600}, x=10.0),
-            Variant("50pct", "50%", {"sampling.n_users": 100, "llm.sft.max_steps": 15},
-                    {"sampling.n_users": 3000, "llm.sft.max_steps": 3000}, x=50.0),
-            Variant("100pct", "100%", {"sampling.n_users": 200, "llm.sft.max_steps": 30},
-                    {"sampling.n_users": 6000, "llm.sft.max_steps": 6000}, x=100.0),
-        ),
-        common=_RANK_ALL,
-        paper_common={"run.datasets": PAPER_DATASETS},
-        targets=("evaluate",),
-        cpu_cost=_PIPE_COST + " (SFT shrinks with the fraction; rank does not) → ~1.3 h",
-        x_label="% of instructions",
-    ),
-    Recipe(
-        name="rr-model-scaling",
-        paper="RecRanker Figure 4",
-        kind="sweep",
-        description="Model scaling: the same pipeline with different base LLMs (llm.base_model: a local "
-                    "directory or a Hugging Face id). On CPU only the two offline models run: a randomly "
-                    "initialised tiny model (lower bound) and the default SmolLM2-135M; the paper-scale "
-                    "form swaps in hub models up to 13B (GPU, hub access or local copies).",
-        variants=(
-            Variant("tiny", "tiny-random", {"llm.base_model": "tiny-random"},
-                    {"llm.base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}, x=0.0),
-            Variant("135m", "SmolLM2-135M", {"llm.base_model": "smollm2-135m-instruct-gguf"},
-                    {"llm.base_model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}, x=1.0),
-            Variant("7b", "LLaMA-2-7B", {"llm.base_model": "meta-llama/Llama-2-7b-hf"},
-                    {"llm.base_model": "meta-llama/Llama-2-7b-hf"}, x=2.0),
-            Variant("13b", "LLaMA-2-13B", {"llm.base_model": "meta-llama/Llama-2-13b-hf"},
-                    {"llm.base_model": "meta-llama/Llama-2-13b-hf"}, x=3.0),
-        ),
-        common=_RANK_ALL,
-        targets=("evaluate",),
-        cpu_cost="CPU: run only the first two variants (`--variant tiny --variant 135m`), ~30 min each; "
-                 "the 7B/13B variants need a GPU (and the weights on disk or hub access)",
-        x_label="base model",
-        notes="Without --paper-scale the 7b/13b variants use LoRA on CPU and are impractical; select "
-              "variants with --variant.",
-    ),
-    Recipe(
-        name="rr-paper",
-        paper="RecRanker Tables III-IV at paper scale",
-        kind="main",
-        description="The paper's setting: LLaMA-2-7B (or any HF id via llm.base_model), full fine-tuning, "
-                    "DeepSpeed ZeRO-3, vLLM ranking, every dataset × all seven backbones, all tasks.",
-        variants=(Variant("all", "RecRanker (paper scale)",
-                          {"run.backbones": DIRECT_BACKBONES + SEQUENTIAL_BACKBONES}),),
-        common={**_RANK_ALL, "run.datasets": PAPER_DATASETS},
-        gpu_only=True,
-        cpu_cost="GPU-only (not run here): 8 GPUs per docs/gpu.md",
-    ),
-    Recipe(
-        name="dmpo-table2",
-        paper="DMPO Table 2",
-        kind="dmpo-auc",
-        description="Preference AUC on the same test pairs: the untuned base LLM, SFT only (TALLRec-style "
-                    "instruction tuning), SFT + DMPO (pref-eval), and the sequential backbones SASRec, "
-                    "BERT4Rec, CL4SRec (pref-backbone: each trained without the test users' interactions "
-                    "from their preference positive on, then scoring the candidates after the sample's "
-                    "history; metrics/pref_backbone/<ds>.json).",
-        variants=(Variant("main", "SFT vs SFT+DMPO vs backbones",
-                          {"llm.pref_eval.models": ["base", "sft", "dmpo"],
-                           "llm.pref_eval.backbones": SEQUENTIAL_BACKBONES}),),
-        targets=("pref-eval", "pref-backbone"),
-        cpu_cost="the SFT branch (~7 min) then " + _DMPO_COST
-                 + "; pref-backbone runs beside it: three sequential backbone trainings on ML-100K "
-                 "(tens of minutes each, as in rr-table4)",
-    ),
-    Recipe(
-        name="dmpo-k",
-        paper="DMPO Figure 3",
-        kind="dmpo-sweep",
-        description="Number of negatives k = 1..5 in the DMPO loss (preference data built with 5 negatives).",
-        variants=tuple(Variant(f"k{k}", f"k = {k}", {"llm.dmpo.k": k}, x=float(k)) for k in range(1, 6)),
-        common={"preferences.k_negatives": 5},
-        targets=("pref-eval",),
-        cpu_cost=_DMPO_COST + " → ~1 h",
-        x_label="negatives k",
-    ),
-    Recipe(
-        name="dmpo-fewshot",
-        paper="DMPO Figure 4",
-        kind="dmpo-sweep",
-        description="Few-shot: 20..200 DMPO training samples (preferences.n_train), after SFT and without "
-                    "SFT. 'Without SFT' = llm.dmpo.init=base: policy and reference start as the base model "
-                    "with a fresh LoRA adapter.",
-        variants=tuple(
-            Variant(f"n{n}-{tag}", f"n = {n} ({'with' if sft else 'without'} SFT)",
-                    {"preferences.n_train": n, **({} if sft else {"llm.dmpo.init": "base"})},
-                    x=float(n), series="with SFT" if sft else "without SFT")
-            for sft, tag in ((True, "sft"), (False, "nosft")) for n in (20, 50, 100, 150, 200)
-        ),
-        targets=("pref-eval",),
-        cpu_cost=_DMPO_COST + " → ~2 h for the ten variants",
-        x_label="training samples",
-    ),
-    Recipe(
-        name="dmpo-cross",
-        paper="DMPO Table 3",
-        kind="cross-domain",
-        description="Cross-domain: DMPO trained on one dataset (llm.dmpo.datasets), AUC on each dataset "
-                    "(llm.pref_eval.datasets); in- vs cross-domain is labelled by pref-eval.",
-        variants=(
-            Variant("from-ml-100k", "trained on ML-100K", {"llm.dmpo.datasets": ["ml-100k"]}),
-            Variant("from-ml-1m", "trained on ML-1M", {"llm.dmpo.datasets": ["ml-1m"]}),
-        ),
-        common={"run.datasets": ["ml-100k", "ml-1m"], "llm.pref_eval.datasets": ["ml-100k", "ml-1m"]},
-        paper_common={"run.datasets": PAPER_DATASETS, "llm.pref_eval.datasets": PAPER_DATASETS},
-        targets=("pref-eval",),
-        cpu_cost="needs a second dataset (ML-1M ratings.dat is not available offline here); the SFT branch "
-                 "then runs on both datasets (~25 min) plus " + _DMPO_COST,
-    ),
-)
+
+def load_catalogue(directory) -> tuple[dict[str, Any], tuple[Recipe, ...]]:
+    """(paper profile, recipes in catalogue order) from DIRECTORY's index.yaml and <name>.yaml files.
+
+    The structure is checked here; the overrides' keys and values are checked against the params
+    schema by ``recranker exp`` before it runs anything (and by tests/test_experiments.py).
+    """
+    import yaml
+
+    directory = Path(directory)
+    index = yaml.safe_load((directory / "index.yaml").read_text(encoding="utf-8"))
+    files = {p.stem for p in directory.glob("*.yaml")} - {"index"}
+    if set(index["order"]) != files:
+        raise RecrankerError(f"{directory}/index.yaml: order must list exactly the recipe files "
+                             f"(differs by {sorted(set(index['order']) ^ files)})")
+    recipes = tuple(
+        _recipe(name, yaml.safe_load((directory / f"{name}.yaml").read_text(encoding="utf-8")),
+                str(directory / f"{name}.yaml"))
+        for name in index["order"]
+    )
+    return dict(index["paper_profile"]), recipes
+
+
+# The catalogue ships with the package (recranker/recipes/): one YAML file of params overrides per
+# recipe, so adding an experiment is adding a file, not code.
+PAPER_PROFILE, RECIPES = load_catalogue(Path(__file__).with_name("recipes"))
 
 _BY_NAME = {r.name: r for r in RECIPES}
 

@@ -1,7 +1,5 @@
-from pydantic import BaseModel, ConfigDict
+from recranker.schema import Section
 
-
-class Strict(BaseModel):
-    """Base of every params section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+# Every params section: unknown keys are errors, values validated on assignment, floats finite.
+# The same base as the library's config classes, so a section can be a library config as is.
+Strict = Section

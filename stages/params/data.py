@@ -24,7 +24,7 @@ class DatasetParams(Strict):
     min_interactions: int = Field(3, ge=3)
     require_title: bool = False  # drop ratings of items without a title in the metadata
     include_implicit: bool = False  # BookCrossing: keep rating-0 (implicit) interactions
-    seed: int = 0  # BookCrossing: seed of the random order that stands in for timestamps
+    seed: int = Field(0, ge=0)  # BookCrossing: seed of the random order that stands in for timestamps
     category: str | None = None  # Amazon: category file stem, e.g. "Toys_and_Games_5"
     like_threshold: float = 4.0  # rating ≥ this is a "like" (used by instruct)
     dislike_threshold: float = 2.0  # rating ≤ this is a "dislike"

@@ -8,9 +8,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Strict
+from recranker.backbones.config import RatingMFConfig
+from recranker.tasks import TASKS, Task
 
-Task = Literal["pointwise", "pairwise", "listwise"]
+from .base import Strict
 
 
 class SamplingParams(Strict):
@@ -24,17 +25,8 @@ class SamplingParams(Strict):
     embeddings_backbone: str | None = None  # whose user_emb.npy (None = first of run.backbones)
 
 
-class RatingMFParams(Strict):
-    """The rating model behind pointwise hints (and cross-fitted training hints)."""
-
-    dim: int = Field(32, ge=1)
-    epochs: int = Field(30, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-
-
 class InstructParams(Strict):
-    tasks: list[Task] = ["pointwise", "pairwise", "listwise"]
+    tasks: list[Task] = list(TASKS)
     per_occurrence: int = Field(1, ge=1)  # instructions per task and user occurrence
     history_len: int = Field(10, ge=1)
     listwise_size: int = Field(10, ge=2, le=26)  # candidates per training listwise prompt
@@ -56,7 +48,7 @@ class InstructParams(Strict):
     # candidates (the others score 0 under any weights); 0 = all of them, n > 0 = a seeded n.
     max_valid_users: int = Field(0, ge=0)
     max_title_chars: int = Field(100, ge=8)
-    rating_mf: RatingMFParams = RatingMFParams()
+    rating_mf: RatingMFConfig = RatingMFConfig()  # the rating model behind pointwise hints
     threads: int = Field(1, ge=1)  # torch threads of the rating MF (1 is fastest on a busy CPU)
 
     @model_validator(mode="after")

@@ -91,11 +91,11 @@ class PrefEvalParams(Strict):
     @field_validator("backbones")
     @classmethod
     def _known_backbones(cls, names: list[str]) -> list[str]:
-        from recranker.backbones import MODELS
+        from .backbone import BACKBONES
 
-        unknown = [n for n in names if n not in MODELS]
+        unknown = [n for n in names if n not in BACKBONES]
         if unknown:
-            raise ValueError(f"unknown backbone '{unknown[0]}' (known: {', '.join(MODELS)})")
+            raise ValueError(f"unknown backbone '{unknown[0]}' (known: {', '.join(BACKBONES)})")
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"backbone '{twice[0]}' listed twice")

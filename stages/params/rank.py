@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from recranker.tasks import TASKS, Task
+
 from .base import Strict
 
 
@@ -43,7 +45,7 @@ class VLLMParams(Strict):
 
 
 class RankParams(Strict):
-    tasks: list[Literal["pointwise", "pairwise", "listwise"]] = ["pointwise", "pairwise", "listwise"]
+    tasks: list[Task] = list(TASKS)
     model: Literal["sft", "dmpo", "base"] = "sft"  # models/llm/<model>/, or the untuned base
     backend: Literal["hf", "vllm", "openai"] = "hf"
     # bf16 halves ranking time on CPUs with avx512_bf16; the final norm and LM head stay fp32

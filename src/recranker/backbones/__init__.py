@@ -12,13 +12,10 @@ this package (e.g. for :data:`MODELS`) stays light.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
 from recranker.errors import RecrankerError
-
-from .data import Interactions
 
 # name -> (module, class); ranking backbones only (rating_mf is a hint function, not a ranker).
 MODELS: dict[str, tuple[str, str]] = {
@@ -41,17 +38,17 @@ def model_class(name: str):
 
 
 def build(name: str, n_users: int, n_items: int, config: Any = None, seed: int = 0):
-    """Instantiate backbone ``name``; ``config`` is its Config dataclass or a dict of its fields."""
+    """Instantiate backbone ``name``; ``config`` is its Config (``.config``) or a dict of its fields."""
     cls = model_class(name)
     if isinstance(config, dict):
-        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        fields = set(cls.Config.model_fields)
         unknown = sorted(set(config) - fields)
         if unknown:
             raise RecrankerError(
                 f"backbone {name}: unknown hyper-parameter(s) {', '.join(unknown)}"
                 f" (known: {', '.join(sorted(fields))})"
             )
-        config = cls.Config(**config)
+        config = cls.Config.model_validate(config)
     return cls(n_users, n_items, config, seed)
 
 
@@ -66,6 +63,7 @@ def __getattr__(attr: str):
         "export": "export",
         "load": "base",
         "fit_predict_ratings": "rating_mf",
+        "Interactions": "data",  # pandas/scipy: not needed to read the params schema (.config)
     }
     if attr in lazy:
         return getattr(importlib.import_module(f"{__name__}.{lazy[attr]}"), attr)

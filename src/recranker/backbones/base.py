@@ -9,7 +9,6 @@ then score any batch of users against all items. Everything random draws from th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,18 +19,10 @@ import torch
 
 from recranker.errors import RecrankerError
 
+from .config import BaseConfig
 from .data import Interactions
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # user ids [b] -> scores [b, n_items]
-
-
-@dataclasses.dataclass
-class BaseConfig:
-    """Fields every trainable model shares."""
-
-    lr: float = 1e-3
-    batch_size: int = 2048
-    max_epochs: int = 100
 
 
 class Backbone(torch.nn.Module):
@@ -81,7 +72,7 @@ class Backbone(torch.nn.Module):
             "n_users": self.n_users,
             "n_items": self.n_items,
             "seed": self.seed,
-            "hyper_parameters": dataclasses.asdict(self.config),
+            "hyper_parameters": self.config.model_dump(),
         }
 
     def save(self, directory: str | Path) -> None:

@@ -7,19 +7,13 @@ at that position.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import BERT4RecConfig
 from .data import Interactions
-from .sequential import SequentialBackbone, SequentialConfig, left_pad
-
-
-@dataclass
-class BERT4RecConfig(SequentialConfig):
-    mask_prob: float = 0.2
+from .sequential import SequentialBackbone, left_pad
 
 
 class BERT4Rec(SequentialBackbone):

@@ -10,22 +10,12 @@ are computed for the whole batch at once on left-padded tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from .config import CL4SRecConfig
 from .data import Interactions
-from .sasrec import SASRec, SASRecConfig
-
-
-@dataclass
-class CL4SRecConfig(SASRecConfig):
-    cl_weight: float = 0.1
-    cl_tau: float = 1.0
-    crop_eta: float = 0.6
-    mask_gamma: float = 0.3
-    reorder_beta: float = 0.3
+from .sasrec import SASRec
 
 
 def _right_aligned(

@@ -8,25 +8,14 @@ this module's graph helpers and only change the loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .base import Backbone, BaseConfig, Scorer, bpr_batches
+from .base import Backbone, Scorer, bpr_batches
+from .config import LightGCNConfig
 from .data import Interactions
 from .mf import bpr_loss, l2
-
-
-@dataclass
-class LightGCNConfig(BaseConfig):
-    dim: int = 64
-    n_layers: int = 3
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    batch_size: int = 4096
-    max_epochs: int = 200
 
 
 def normalized_adjacency(

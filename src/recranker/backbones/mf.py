@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Backbone, BaseConfig, Scorer, bpr_batches
+from .base import Backbone, Scorer, bpr_batches
+from .config import MFConfig
 from .data import Interactions
-
-
-@dataclass
-class MFConfig(BaseConfig):
-    dim: int = 64
-    lr: float = 5e-3
-    weight_decay: float = 1e-2  # L2 on the batch's embeddings, per example (tuned on valid NDCG@10)
-    batch_size: int = 2048
-    max_epochs: int = 200
 
 
 def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

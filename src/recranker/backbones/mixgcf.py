@@ -8,17 +8,11 @@ highest; the mean over layers of the picked embeddings is the negative in the BP
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .lightgcn import LightGCN, LightGCNConfig
+from .config import MixGCFConfig
+from .lightgcn import LightGCN
 from .mf import bpr_loss, l2
-
-
-@dataclass
-class MixGCFConfig(LightGCNConfig):
-    n_candidates: int = 16
 
 
 class MixGCF(LightGCN):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from .base import Backbone, Scorer
+from .config import MostPopConfig
 from .data import Interactions
-
-
-@dataclass
-class MostPopConfig:
-    """No hyper-parameters."""
 
 
 class MostPop(Backbone):

@@ -7,10 +7,14 @@ see the rows it predicts.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from recranker.errors import RecrankerError
+
+from .config import RatingMFConfig
 
 _BATCH = 4096
 _DAMPING = 5.0  # shrinkage of the initial user/item biases towards 0 (in pseudo-ratings)
@@ -43,12 +47,10 @@ def fit_predict_ratings(
     query: pd.DataFrame,
     n_users: int,
     n_items: int,
+    config: RatingMFConfig | None = None,
     *,
-    dim: int = 32,
-    epochs: int = 30,
-    lr: float = 0.01,
-    weight_decay: float = 1e-4,
     seed: int = 0,
+    **overrides: Any,
 ) -> np.ndarray:
     """Fit r̂ = μ + b_u + b_i + p_u·q_i on ``train`` and predict the ``query`` rows.
 
@@ -56,8 +58,13 @@ def fit_predict_ratings(
     is trained with Adam on shuffled mini-batches of 4096 ratings for ``epochs`` passes, with an
     L2 penalty ``weight_decay`` per rating on the factors and biases involved. Predictions are
     clipped to the range of ratings seen in ``train``. Returns float64 [len(query)].
+    ``config`` (default :class:`RatingMFConfig`) holds the hyper-parameters; keyword
+    ``overrides`` replace single fields of it (e.g. ``dim=4`` in tests).
     """
     import torch
+
+    cfg = RatingMFConfig.model_validate({**(config or RatingMFConfig()).model_dump(), **overrides})
+    dim, epochs, lr, weight_decay = cfg.dim, cfg.epochs, cfg.lr, cfg.weight_decay
 
     if "rating" not in train.columns:
         raise RecrankerError("fit_predict_ratings: train has no 'rating' column")

@@ -6,17 +6,11 @@ cross-entropy, which converges in far fewer epochs on CPU-sized catalogues.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from .config import SASRecConfig
 from .data import Interactions
-from .sequential import SequentialBackbone, SequentialConfig
-
-
-@dataclass
-class SASRecConfig(SequentialConfig):
-    loss: str = "ce"
+from .sequential import SequentialBackbone
 
 
 class SASRec(SequentialBackbone):

@@ -12,13 +12,12 @@ any given sequences instead (e.g. the history of a DMPO preference sample).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Backbone, BaseConfig, Scorer
+from .base import Backbone, Scorer
 from .data import Interactions
 
 
@@ -29,18 +28,6 @@ def left_pad(seqs: Sequence[Sequence[int]], width: int, pad: int) -> np.ndarray:
         tail = np.asarray(seq, dtype=np.int64)[-width:]
         out[r, width - len(tail) :] = tail
     return out
-
-
-@dataclass
-class SequentialConfig(BaseConfig):
-    dim: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    dropout: float = 0.2
-    max_len: int = 50
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 50  # best valid epoch on ML-100K: 25-45; bounds the CPU cost
 
 
 class SequentialBackbone(Backbone):

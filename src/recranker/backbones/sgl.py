@@ -8,21 +8,12 @@ from every other node's (InfoNCE, cosine / ``ssl_tau``), weighted by ``ssl_weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from .config import SGLConfig
 from .data import Interactions
-from .lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
-
-
-@dataclass
-class SGLConfig(LightGCNConfig):
-    aug: str = "ed"
-    drop_ratio: float = 0.1
-    ssl_tau: float = 0.2
-    ssl_weight: float = 0.1
+from .lightgcn import LightGCN, normalized_adjacency
 
 
 def info_nce(

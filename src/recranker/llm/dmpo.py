@@ -31,6 +31,7 @@ from recranker.llm.sft import (
     lora_config,
     run_fingerprint,
     run_trainer,
+    stable_adapter_config,
     summarize_log,
     write_training_log,
 )
@@ -277,6 +278,7 @@ def train_dmpo(
     model = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(model, "peft_config"):
         model.save_pretrained(out, selected_adapters=["default"])  # not the frozen "ref" copy
+        stable_adapter_config(out)
     else:
         model.save_pretrained(out, safe_serialization=True)
     trainer.processing_class.save_pretrained(out)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recranker.errors import RecrankerError
+from recranker.errors import ParamError, RecrankerError
 
 TRAINING_LOG = "training_log.json"
 
@@ -30,6 +30,9 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self):  # a params list becomes a tuple: settings stay hashable
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,18 @@ def lora_config(s: LoraSettings):
     )
 
 
+def check_target_modules(model, names: Sequence[str]) -> None:
+    """Refuse LoRA target modules the model does not have (peft would fail deep inside, or
+    silently adapt nothing); one line naming the model's own candidates."""
+    modules = [name for name, _ in model.named_modules() if name]
+    unknown = [n for n in names if not any(m == n or m.endswith("." + n) for m in modules)]  # peft's match
+    if unknown:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                         if type(mod).__name__ == "Linear"})
+        raise ParamError("lora.target_modules", f"{', '.join(map(repr, unknown))} not in the model "
+                                                f"(its linear layers: {', '.join(linear)})")
+
+
 def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dict[str, Any]:
     """TrainingArguments shared by our SFT/DMPO configs (CPU: no bf16 unless asked, no checkpointing).
 
@@ -235,8 +250,42 @@ def summarize_log(log_history: list[dict]) -> dict[str, Any]:
     }
 
 
+def _untimed(obj: Any) -> Any:
+    """OBJ without wall-clock keys (seconds, *_runtime, *_per_second) or machine-local paths."""
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items()
+                if k not in {"seconds", "checkpoint_dir"} and not k.endswith(("_runtime", "_per_second"))}
+    if isinstance(obj, list):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
 def write_training_log(out_dir: Path, payload: dict) -> None:
-    (out_dir / TRAINING_LOG).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    """``training_log.json`` in the model directory, a pure function of data, settings and seed
+    (timings live in the stage's metrics only), so the same params give the same bytes."""
+    (out_dir / TRAINING_LOG).write_text(
+        json.dumps(_untimed(payload), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def stable_adapter_config(out_dir: Path) -> None:
+    """Sort the set-valued fields of a saved ``adapter_config.json``: peft keeps target_modules
+    as a Python set, so their order (and the file's bytes) would follow the process's hash seed."""
+    path = Path(out_dir) / "adapter_config.json"
+    if not path.is_file():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_trained(trainer, out_dir: Path) -> None:
+    """The trained model (adapter or full) without Trainer's pickled ``training_args.bin``
+    (machine-local paths, not loadable without trusting a pickle, different bytes every run)."""
+    trainer.save_model(str(out_dir))
+    (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
+    stable_adapter_config(out_dir)
 
 
 def train_sft(
@@ -270,6 +319,8 @@ def train_sft(
     tokenizer = load_tokenizer(str(base_dir))
     model = load_model(str(base_dir), dtype=torch.float32)
     model.config.use_cache = False
+    if cfg.method == "lora":
+        check_target_modules(model, cfg.lora.target_modules)
 
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="recranker-sft-"))
     args = SFTConfig(
@@ -293,7 +344,7 @@ def train_sft(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(out))
+    save_trained(trainer, out)
     tokenizer.save_pretrained(out)
     summary = summarize_log(trainer.state.log_history)
     report = {

@@ -1,6 +1,6 @@
 """RecRanker prompts: templates per task, position shifting, leak-free enhancement, builders.
 
-Light on purpose (numpy/pandas only): the LLM code imports :mod:`.parsing` and :mod:`.text`.
+Light on purpose (numpy/pandas only): the LLM code imports :mod:`.text`.
 """
 
 from .builders import (
@@ -15,7 +15,6 @@ from .builders import (
 )
 from .corpus import Corpus
 from .enhance import assign_folds, crossfit_predict, train_only_predict
-from .parsing import complete_order, parse_listwise, parse_yes_no
 from .templates import DOMAINS, Domain, domain_for_format
 from .text import RatingScale, clean_text
 
@@ -30,13 +29,10 @@ __all__ = [
     "build_test",
     "build_training",
     "clean_text",
-    "complete_order",
     "crossfit_predict",
     "domain_for_format",
     "listwise_order",
     "make_corpus",
-    "parse_listwise",
-    "parse_yes_no",
     "test_stats",
     "train_only_predict",
     "valid_users",

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from recranker.errors import RecrankerError
+from recranker.tasks import TASKS
 
 from . import templates as T
 from .corpus import Corpus
@@ -56,7 +57,6 @@ from .enhance import FitPredict, crossfit_predict
 from .shifting import TRAIN, rng_for, test_candidate_order, test_history_order
 from .text import RatingScale
 
-TASKS = ("pointwise", "pairwise", "listwise")
 _TASK_KEY = {t: i for i, t in enumerate(TASKS)}  # fixed: adding a task moves no other draw
 LIKED, NEUTRAL, DISLIKED, NEVER = 2, 1, 0, 1  # never-interacted ranks with neutral
 

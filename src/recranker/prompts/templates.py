@@ -15,7 +15,7 @@ Answers (the assistant's completion in training, what the ranker reads at test t
 * pointwise: the rating as one digit on the shown scale (``"4"``; see :class:`RatingScale`);
 * pairwise: ``"Yes"`` or ``"No"`` (does the user prefer candidate A over candidate B?);
 * listwise: every candidate on its own line, best first, as ``"<letter>. <title>"``
-  (e.g. ``"C. Heat (1995)\\nA. Toy Story (1995)"``); :func:`recranker.prompts.parsing.parse_listwise`
+  (e.g. ``"C. Heat (1995)\\nA. Toy Story (1995)"``); :class:`recranker.ranking.ListwiseParser`
   reads the leading letters back.
 """
 

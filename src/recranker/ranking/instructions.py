@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recranker.errors import DataFormatError
-
-TASKS = ("pointwise", "pairwise", "listwise")
+from recranker.tasks import TASKS
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,33 @@ def diff(params: dict, reference: dict) -> dict[str, tuple[Any, Any]]:
     """``{key: (reference value, value)}`` for every flattened key that differs."""
     a, b = flatten(reference), flatten(params)
     return {k: (a.get(k, "—"), b.get(k, "—")) for k in sorted(set(a) | set(b)) if a.get(k, "—") != b.get(k, "—")}
+
+
+def finished(rows: list) -> list:
+    """The baselines of a `dvc exp show --json` output with only their finished experiments
+    (no workspace entry, nothing queued, running or failed): what `recranker exp --save` keeps."""
+    out = []
+    for base in rows:
+        if not isinstance(base, dict) or base.get("rev") == "workspace":
+            continue
+        exps = [e for e in base.get("experiments") or []
+                if not (e.get("executor") or {}).get("state") and e.get("revs")
+                and not any(r.get("error") for r in e["revs"])]
+        if exps:
+            out.append({**base, "experiments": exps})
+    return out
+
+
+def with_kept(rows: list, kept: list) -> list:
+    """ROWS plus every kept experiment whose name ROWS lacks, under ROWS' first baseline (a fresh
+    clone's HEAD), so that the report does not depend on local experiment refs."""
+    live = {e.get("name") for base in rows if isinstance(base, dict) for e in base.get("experiments") or []}
+    extra = [e for base in kept for e in base.get("experiments") or [] if e.get("name") not in live]
+    if not extra:
+        return rows
+    rows = [dict(b) for b in rows]
+    base = next((b for b in rows if b.get("rev") != "workspace"), None)
+    if base is None:  # not a git repository with a commit: keep them under their own baseline
+        return rows + [{**kept[0], "experiments": extra}]
+    base["experiments"] = list(base.get("experiments") or []) + extra
+    return rows

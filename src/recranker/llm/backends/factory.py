@@ -1,0 +1,54 @@
+"""One place that turns a rank configuration into a running backend (hf, openai or vllm).
+
+``rp`` is the rank section (``backend``, ``dtype``, ``threads``, ``workers``, ``batch_size``,
+``min_prefix``, ``openai``, ``vllm``); the caller passes the model directories, so this module
+knows no pipeline paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def hf_workers(requested: int) -> tuple[int, int]:
+    """(worker processes, torch threads each) for the hf backend: one process on a GPU; on a CPU
+    at most one worker per torch thread, the threads split evenly among them."""
+    import torch
+
+    workers = 1 if torch.cuda.is_available() else min(requested, torch.get_num_threads())
+    return workers, torch.get_num_threads() // workers
+
+
+def make_backend(rp, base_dir: Path, tuned_dir: Path | None, *, seed: int, progress: bool = True):
+    """The backend ``rp.backend`` over ``base_dir`` (+ the adapter/model in ``tuned_dir``)."""
+    if rp.backend == "hf":
+        import torch
+
+        from recranker.llm.backends.hf import HFBackend
+
+        if rp.threads:
+            torch.set_num_threads(rp.threads)
+        workers, threads = hf_workers(rp.workers)
+        return HFBackend.from_dirs(
+            base_dir, tuned_dir, dtype=rp.dtype, batch_size=rp.batch_size, min_prefix=rp.min_prefix,
+            progress=progress, workers=workers, threads=threads,
+        )  # fmt: skip
+    if rp.backend == "openai":
+        from recranker.llm.backends.openai import OpenAIBackend
+
+        o = rp.openai
+        tokenizer = None
+        if (Path(base_dir) / "tokenizer_config.json").is_file():
+            from recranker.llm.model import load_tokenizer
+
+            tokenizer = load_tokenizer(str(base_dir))  # exact label log-probs via echo
+        return OpenAIBackend(o.base_url, o.model, tokenizer=tokenizer, api_key_env=o.api_key_env,
+                             timeout=o.timeout, max_retries=o.max_retries, top_logprobs=o.top_logprobs,
+                             batch_size=rp.batch_size)
+    from recranker.llm.backends.vllm import VLLMBackend
+
+    v = rp.vllm
+    return VLLMBackend(str(base_dir), tuned_dir, dtype=rp.dtype,
+                       gpu_memory_utilization=v.gpu_memory_utilization, max_lora_rank=v.max_lora_rank,
+                       max_model_len=v.max_model_len, enable_prefix_caching=v.enable_prefix_caching,
+                       seed=seed)

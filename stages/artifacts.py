@@ -1,0 +1,243 @@
+"""Typed readers of what one stage hands to the next.
+
+Each reader knows the file's place (`stages.paths`) and the command that writes it, so a missing
+input is one line naming that command, e.g. ``data/processed/ml-100k/interactions.parquet: not
+found (run `recranker prepare --dataset ml-100k`)``. Stages read their inputs only through here
+(and never import another stage).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from recranker.errors import RecrankerError
+from stages import paths
+
+PREF_TRAIN = "pref_train.jsonl"
+PREF_TEST = "pref_test.jsonl"
+
+
+def _missing(path: Path, command: str) -> RecrankerError:
+    return RecrankerError(f"{path}: not found (run `{command}`)")
+
+
+def _prepare(dataset: str) -> str:
+    return f"recranker prepare --dataset {dataset}"
+
+
+def _backbone(dataset: str, backbone: str) -> str:
+    return f"recranker backbone --dataset {dataset} --model {backbone}"
+
+
+def _parquet(path: Path, command: str, columns=None):
+    from recranker.io import read_parquet
+
+    return read_parquet(path, missing=f"run `{command}`", columns=columns)
+
+
+def _jsonl(path: Path, command: str):
+    from recranker.io import read_jsonl
+
+    return read_jsonl(path, missing=f"run `{command}`")
+
+
+def _json(path: Path, command: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _missing(path, command) from None
+    except json.JSONDecodeError as exc:
+        raise RecrankerError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+# prepare ------------------------------------------------------------------------------------------
+
+
+def interactions(dataset: str, columns=None):
+    """data/processed/<ds>/interactions.parquet (user_id, item_id, rating, timestamp, split)."""
+    return _parquet(paths.processed(dataset) / "interactions.parquet", _prepare(dataset), columns)
+
+
+def items(dataset: str):
+    """data/processed/<ds>/items.parquet (item_id, title, ...)."""
+    return _parquet(paths.processed(dataset) / "items.parquet", _prepare(dataset))
+
+
+def stats(dataset: str) -> dict:
+    """data/processed/<ds>/stats.json (counts, rating scale)."""
+    return _json(paths.processed(dataset) / "stats.json", _prepare(dataset))
+
+
+def interactions_with_ranges(dataset: str):
+    """(interactions, n_users, n_items): id ranges from stats.json when it has them, else the ids."""
+    df = interactions(dataset)
+    path = paths.processed(dataset) / "stats.json"
+    st = _json(path, _prepare(dataset)) if path.is_file() else {}
+    n_users = st.get("users", st.get("n_users"))
+    n_items = st.get("items", st.get("n_items"))
+    n_users = int(n_users) if isinstance(n_users, int) else int(df["user_id"].max()) + 1
+    n_items = int(n_items) if isinstance(n_items, int) else int(df["item_id"].max()) + 1
+    return df, n_users, n_items
+
+
+# backbone -----------------------------------------------------------------------------------------
+
+
+def candidates(dataset: str, backbone: str):
+    """models/backbones/<ds>/<bb>/candidates.parquet (user_id, split, rank, item_id, score)."""
+    return _parquet(paths.backbone(dataset, backbone) / "candidates.parquet", _backbone(dataset, backbone))
+
+
+def user_embeddings(dataset: str, backbone: str):
+    """models/backbones/<ds>/<bb>/user_emb.npy."""
+    from recranker.io import read_npy
+
+    return read_npy(paths.backbone(dataset, backbone) / "user_emb.npy", missing=f"run `{_backbone(dataset, backbone)}`")
+
+
+# sample / instruct --------------------------------------------------------------------------------
+
+
+def sampled_users(dataset: str) -> dict:
+    """data/sampled/<ds>/users.json."""
+    return _json(paths.sampled(dataset) / "users.json", f"recranker sample --dataset {dataset}")
+
+
+def train_instructions(dataset: str, check) -> list[dict]:
+    """data/instructions/train/<ds>.jsonl; ``check(row, "file:line")`` validates each row early.
+
+    (Parsers are passed in, so that this module imports no library code a stage does not run.)
+    """
+    rows = []
+    for row, where in _jsonl(paths.train_instructions(dataset), f"recranker instruct --dataset {dataset}"):
+        check(row, where)
+        rows.append(row)
+    return rows
+
+
+def test_instructions(dataset: str, backbone: str, tasks, parse, split: str = "test") -> list:
+    """data/instructions/{test,valid}/<ds>/<bb>.jsonl parsed by ``parse(row, "file:line")``, selected
+    tasks only."""
+    out = []
+    for row, where in _jsonl(paths.ranking_instructions(dataset, backbone, split),
+                             f"recranker instruct --dataset {dataset}"):
+        ins = parse(row, where)
+        if ins.task in tasks:
+            out.append(ins)
+    return out
+
+
+# rank ---------------------------------------------------------------------------------------------
+
+
+def predictions(dataset: str, backbone: str, tasks, split: str = "test") -> dict[str, list[dict]]:
+    """data/{predictions,valid_predictions}/<ds>/<bb>/<task>.jsonl of each task."""
+    from recranker.io import read_jsonl
+
+    out = {}
+    for task in tasks:
+        path = paths.predictions(dataset, backbone, split) / f"{task}.jsonl"
+        if not path.is_file():
+            raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
+                                 f"--backbone {backbone} --split {split}` with rank.tasks including {task})")
+        out[task] = [row for row, _ in read_jsonl(path)]
+    return out
+
+
+# preferences --------------------------------------------------------------------------------------
+
+
+def preference_records(dataset: str, file: str, check) -> list[dict]:
+    """data/preferences/<ds>/<file>; ``check(row, "file:line")`` validates each record early."""
+    rows = []
+    for row, where in _jsonl(paths.preferences(dataset) / file, f"recranker preferences --dataset {dataset}"):
+        check(row, where)
+        rows.append(row)
+    return rows
+
+
+def subsample(rows: list[dict], limit: int, seed: int) -> list[dict]:
+    """At most ``limit`` rows (0 = all), a seeded random subset in file order."""
+    import numpy as np
+
+    if not limit or len(rows) <= limit:
+        return rows
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=limit, replace=False))
+    return [rows[i] for i in keep]
+
+
+def dmpo_datasets(p) -> list[str]:
+    """The datasets DMPO trains on: llm.dmpo.datasets, else run.datasets."""
+    return list(p.llm.dmpo.datasets or p.run.datasets)
+
+
+# models -------------------------------------------------------------------------------------------
+
+
+def tuned_dir(kind: str) -> Path | None:
+    """models/llm/<kind>/ for a tuned model, None for the untuned base."""
+    if kind == "base":
+        return None
+    d = paths.llm(kind)
+    if not d.is_dir():
+        raise RecrankerError(f"{d}: not found (run `recranker {kind}`, or set rank.model: base)")
+    return d
+
+
+def write_curve_csv(path: Path, curve: list[dict]) -> None:
+    """A training loss curve (step, loss) for `dvc plots`, atomically."""
+    from recranker.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
+
+
+# experiments ---------------------------------------------------------------------------------------
+
+KEPT = paths.METRICS / "experiments.json"  # finished experiments, tracked by git
+
+
+def exp_show(saved: Path | None) -> list:
+    """`dvc exp show --json` (all experiments of HEAD), or a saved copy; a workspace-only stand-in
+    when this is not a DVC/git repository with a commit (then only the workspace is reported)."""
+    if saved is not None:
+        try:
+            return json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecrankerError(f"{saved}: cannot read a `dvc exp show --json` output ({exc})") from None
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                          check=False)
+    if done.returncode == 0 and done.stdout.strip().startswith("["):
+        return json.loads(done.stdout)
+    print(f"report: `dvc exp show` failed ({done.stderr.strip().splitlines()[-1:] or ['?']}); "
+               "reporting the workspace files only", file=sys.stderr)
+    return [_workspace_only()]
+
+
+def _workspace_only() -> dict:
+    import yaml
+
+    from stages.common import PARAMS_FILE
+
+    params = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) if Path(PARAMS_FILE).is_file() else {}
+    metrics = {}
+    for f in sorted(paths.METRICS.rglob("*.json")):
+        try:
+            metrics[f.as_posix()] = {"data": json.loads(f.read_text(encoding="utf-8"))}
+        except (OSError, json.JSONDecodeError):
+            continue
+    return {"rev": "workspace", "name": None, "data": {"params": {PARAMS_FILE: {"data": params}}, "metrics": metrics},
+            "experiments": None}
+
+
+def kept_experiments() -> list:
+    """metrics/experiments.json: the finished experiments the repository keeps (`recranker exp --save`)."""
+    if not KEPT.is_file():
+        return []
+    try:
+        return json.loads(KEPT.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RecrankerError(f"{KEPT}:{exc.lineno}: invalid JSON ({exc.msg})") from None
