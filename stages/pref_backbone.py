@@ -5,7 +5,7 @@ For each dataset of llm.pref_eval.datasets (or run.datasets), reads the test rec
 llm.pref_eval.max_samples) and data/processed/<ds>/interactions.parquet (+ stats.json); every
 backbone of llm.pref_eval.backbones is trained with its backbone.<name> hyper-parameters on the
 interactions without the test users' interactions from their preference positive on
-(recranker.preference_backbones), then scores each record's candidates. Writes
+(recranker.dmpo.backbones), then scores each record's candidates. Writes
 metrics/pref_backbone/<ds>.json = {backbone: {auc, pairwise_accuracy, top1_accuracy, n_samples,
 train_s, epochs}} ({} when no backbone is listed).
 """
@@ -22,8 +22,9 @@ def pref_backbone() -> None:
     """metrics/pref_backbone/<ds>.json: AUC of conventional backbones on pref-eval's pairs."""
     from recranker.io import write_json
     from recranker.tracking import start_run
+    from recranker.dmpo.samples import subsample
+    from stages import dmpo_io
     from stages.backbone import load_interactions
-    from stages.dmpo import TEST_FILE, read_preferences, subsample
 
     p = params()
     e, bp = p.llm.pref_eval, p.backbone
@@ -39,11 +40,11 @@ def pref_backbone() -> None:
                 continue
             import torch
 
-            from recranker.preference_backbones import backbone_metrics, fit_and_score
+            from recranker.dmpo.backbones import backbone_metrics, fit_and_score
 
             torch.set_num_threads(bp.threads)
             rows = subsample(
-                read_preferences(paths.preferences(ds) / TEST_FILE, k=1), e.max_samples, p.seed
+                dmpo_io.read_preferences(paths.preferences(ds) / dmpo_io.TEST_FILE, k=1), e.max_samples, p.seed
             )
             df, n_users, n_items = load_interactions(ds)
             for name in e.backbones:

@@ -1,4 +1,5 @@
-"""DMPO guard tests: k=1 equals trl's DPO loss, ln 2 at the start, the loss goes down."""
+"""DMPO: the per-negative loss by hand, k=1 equals trl's DPO loss, the pairwise batch layout,
+precomputed reference log-probs, refusal of over-long samples, ln 2 at the start, the loss goes down."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from recranker.errors import RecrankerError
-from recranker.llm.dmpo import DMPOSettings, build_trainer, dmpo_loss, to_preference, train_dmpo
+from recranker.dmpo.train import DMPOSettings, build_trainer, dmpo_loss, to_preference, train_dmpo
 from recranker.llm.sft import SFTSettings, train_sft
 
 
@@ -30,12 +31,17 @@ def tiny_sft(tiny_base, tmp_path_factory) -> Path:
 
 
 def prefs(n: int, k: int = 3) -> list[dict]:
-    negs = ["No", "Maybe later", "Never", "I do not know", "Skip"]
-    return [
-        {"prompt": [{"role": "user", "content": f"The user liked film {i}. Will they like film {i + 1}?"}],
-         "chosen": "Yes", "rejected": negs[:k], "meta": {"user": i}}
-        for i in range(n)
-    ]
+    """Records of the `preferences` schema: k pairwise prompts (same history, negative i)."""
+    negs = ["No Way", "Maybe Later", "Never Again", "Not Sure", "Skip It"]
+    rows = []
+    for i in range(n):
+        pairs = []
+        for j, neg in enumerate(negs[:k]):
+            a, b = ("Yes Please", neg) if (i + j) % 2 else (neg, "Yes Please")
+            pairs.append({"prompt": [{"role": "user", "content": f"The user liked film {i}. Rank: {a} / {b}"}],
+                          "chosen": f"Yes Please, {neg}", "rejected": f"{neg}, Yes Please"})
+        rows.append({"id": f"toy/dmpo/train/u{i}/0", "pairs": pairs, "meta": {"user": i}})
+    return rows
 
 
 def settings(tmp_path: Path, **kw) -> DMPOSettings:
@@ -44,28 +50,32 @@ def settings(tmp_path: Path, **kw) -> DMPOSettings:
     return DMPOSettings(**{**base, **kw})
 
 
-def test_dmpo_loss_formula_and_k1_reduces_to_dpo():
+def test_per_negative_loss_against_a_hand_computation():
+    # one sample, k = 2 pairwise prompts; sequence log-probs chosen by hand
+    pc, rc = torch.tensor([[-2.0], [-3.0]]), torch.tensor([[-2.5], [-3.0]])  # Δchosen = .5, 0
+    pr, rr = torch.tensor([[-4.0], [-1.0]]), torch.tensor([[-3.0], [-2.0]])  # Δrejected = -1, 1
+    loss, r_c, r_r = dmpo_loss(pc, pr, rc, rr, beta=0.5)
+    # mean Δchosen = .25, mean Δrejected = 0 → −log σ(0.5 · 0.25) = log(1 + e^−0.125)
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-0.125)), abs=1e-6)
+    torch.testing.assert_close(r_c, torch.tensor([[0.25], [0.0]]))
+    torch.testing.assert_close(r_r, torch.tensor([[-0.5], [0.5]]))
     g = torch.Generator().manual_seed(0)
-    pc, rc = torch.randn(5, generator=g), torch.randn(5, generator=g)
-    pr, rr = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
-    loss, _, _ = dmpo_loss(pc, pr, rc, rr, beta=0.1)
-    expected = -torch.nn.functional.logsigmoid(0.1 * ((pc - rc) - (pr - rr).mean(0)))
-    torch.testing.assert_close(loss, expected)
-    loss1, _, _ = dmpo_loss(pc, pr[:1], rc, rr[:1], beta=0.5)
-    dpo = -torch.nn.functional.logsigmoid(0.5 * ((pc - rc) - (pr[0] - rr[0])))
-    torch.testing.assert_close(loss1, dpo)
+    pc, rc = torch.randn(1, 5, generator=g), torch.randn(1, 5, generator=g)
+    pr, rr = torch.randn(1, 5, generator=g), torch.randn(1, 5, generator=g)
+    dpo = -torch.nn.functional.logsigmoid(0.5 * ((pc[0] - rc[0]) - (pr[0] - rr[0])))
+    torch.testing.assert_close(dmpo_loss(pc, pr, rc, rr, beta=0.5)[0], dpo)  # k = 1: DPO
     same, _, _ = dmpo_loss(pc, pr, pc.clone(), pr.clone(), beta=0.1)
     torch.testing.assert_close(same, torch.full((5,), math.log(2)))
 
 
-def test_to_preference_checks_and_truncates_negatives():
+def test_to_preference_checks_and_takes_the_first_k_pairs():
     ex = to_preference(prefs(1, k=5)[0], k=3)
-    assert len(ex["rejected"]) == 3 and ex["rejected"][0] == [{"role": "assistant", "content": "No"}]
-    assert to_preference({"prompt": "hi", "chosen": "a", "rejected": ["b"]}, 1)["prompt"][0]["role"] == "user"
+    assert len(ex["pairs"]) == 3
+    assert ex["pairs"][0]["rejected"] == [{"role": "assistant", "content": "No Way, Yes Please"}]
     with pytest.raises(RecrankerError, match="needs 3"):
         to_preference(prefs(1, k=2)[0], k=3, where="pref_train.jsonl:4")
     with pytest.raises(RecrankerError, match="'chosen'"):
-        to_preference({"prompt": "x", "chosen": 3, "rejected": ["b"]}, 1)
+        to_preference({"pairs": [{"prompt": "x", "chosen": 3, "rejected": "b"}]}, 1)
 
 
 def batch_for(trainer):
@@ -77,7 +87,8 @@ def test_k1_loss_equals_trl_dpo_loss_on_the_same_batch(tiny_base, tiny_sft, tmp_
     from trl import DPOTrainer
 
     examples = [to_preference(r, 1) for r in prefs(4, k=1)]
-    trainer = build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path, k=1), tmp_path / "o")
+    trainer = build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path, k=1, precompute_ref=False),
+                            tmp_path / "o")
     # move the policy away from the reference so the comparison is not trivially ln 2 == ln 2
     with torch.no_grad():
         for n, p in trainer.model.named_parameters():
@@ -92,16 +103,32 @@ def test_k1_loss_equals_trl_dpo_loss_on_the_same_batch(tiny_base, tiny_sft, tmp_
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
-def test_multi_negative_batch_layout(tiny_base, tiny_sft, tmp_path):
+def test_pairwise_batch_layout_and_precomputed_reference(tiny_base, tiny_sft, tmp_path):
     examples = [to_preference(r, 3) for r in prefs(2)]
     trainer = build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path), tmp_path / "o")
     batch = batch_for(trainer)
-    assert batch["input_ids"].shape[0] == 2 * (1 + 3)
-    # every row of a sample shares the prompt tokens; completions differ
-    n_prompt = int(batch["completion_mask"][0].argmax())  # first completion token
-    for row in (2, 4, 6):  # rejected_1..3 of sample 0
-        assert torch.equal(batch["input_ids"][0, :n_prompt], batch["input_ids"][row, :n_prompt])
-        assert int(batch["completion_mask"][row].argmax()) == n_prompt
+    assert batch["input_ids"].shape[0] == 2 * 2 * 3  # [chosen_1..3; rejected_1..3] × 2 samples
+    assert batch["ref_chosen_logps"].shape == (2, 3)  # precomputed once, per sample and pair
+    # chosen_i and rejected_i of one sample share the pairwise prompt x_i; the x_i differ
+    for i in range(3):
+        c, r = i * 2, 6 + i * 2
+        n_prompt = int(batch["completion_mask"][c].argmax())
+        assert torch.equal(batch["input_ids"][c, :n_prompt], batch["input_ids"][r, :n_prompt])
+    assert not torch.equal(batch["input_ids"][0], batch["input_ids"][2])
+    # the precomputed values are the reference forward on the same batch
+    fresh = trainer.compute_ref_log_probs(trainer.model, {k: v for k, v in batch.items() if "ref_" not in k})
+    torch.testing.assert_close(fresh[0], batch["ref_chosen_logps"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fresh[1], batch["ref_rejected_logps"], rtol=1e-4, atol=1e-4)
+
+
+def test_over_long_samples_are_refused_not_truncated(tiny_base, tiny_sft, tmp_path):
+    rows = prefs(3)
+    rows[1]["pairs"][2]["prompt"][0]["content"] += " film" * 80
+    examples = [to_preference(r, 3) for r in rows]
+    with pytest.raises(RecrankerError, match=r"llm\.dmpo\.max_length=96 would cut toy/dmpo/train/u1/0 "
+                                             r"\(longest sample \d+ tokens\)"):
+        build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path), tmp_path / "o",
+                      ids=[r["id"] for r in rows])
 
 
 def test_first_loss_is_ln2_and_loss_decreases(tiny_base, tiny_sft, tmp_path):
