@@ -76,6 +76,8 @@ class DMPOParams(Strict):
     grad_accum: int = Field(4, ge=1)
     max_length: int = Field(1024, ge=16)  # refused, never truncated
     max_train: int = Field(0, ge=0)  # 0: every preference sample
+    # valid pairs scored after training (metrics/dmpo.json valid_auc): choose lr and steps on these
+    valid_samples: int = Field(100, ge=0)
     save_steps: int = Field(10, ge=1)
     logging_steps: int = Field(1, ge=1)
     # Where policy and reference start: the DMPO-SFT model (models/llm/dmpo-sft), or the base model

@@ -21,6 +21,7 @@ Only the collator (2k sequences per sample), the regrouping and the loss are our
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -160,7 +161,11 @@ def _trl():
                 for i, ex in enumerate(dataset)
                 for p in ex["pairs"]
             ]
-            pairs = super()._prepare_dataset(Dataset.from_list(flat), processing_class, args, dataset_name)
+            # trl would drop a pair whose prompt alone fills max_length: tokenise without a limit and
+            # refuse below instead, naming the longest sample.
+            unlimited = copy.copy(args)
+            unlimited.max_length = None
+            pairs = super()._prepare_dataset(Dataset.from_list(flat), processing_class, unlimited, dataset_name)
             groups: dict[int, dict[str, list]] = {}
             longest = (0, -1)
             for row in pairs:
@@ -170,15 +175,13 @@ def _trl():
                 n = len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
                 longest = max(longest, (n, row["sample"]))
             n_samples = len(dataset)
-            dropped = [i for i in range(n_samples) if len(groups.get(i, {}).get("prompt_ids", [])) != self.k]
             limit = args.max_length
-            if dropped or (limit is not None and longest[0] > limit):
-                which = dropped[0] if dropped else longest[1]
+            if limit is not None and longest[0] > limit:
+                which = longest[1]
                 name = self._ids[which] if which < len(self._ids) else f"{dataset_name}[{which}]"
                 raise RecrankerError(
-                    f"llm.dmpo.max_length={limit} would cut {name} (longest sample "
-                    f"{'has a prompt alone that long' if dropped else f'{longest[0]} tokens'}); "
-                    "raise llm.dmpo.max_length"
+                    f"llm.dmpo.max_length={limit} would cut {name} (longest sample {longest[0]} tokens); "
+                    f"raise llm.dmpo.max_length to at least {longest[0]}"
                 )
             return Dataset.from_list([groups[i] for i in range(n_samples)])
 
