@@ -20,9 +20,9 @@ from stages.common import params
 
 def pref_backbone() -> None:
     """metrics/pref_backbone/<ds>.json: AUC of conventional backbones on pref-eval's pairs."""
+    from recranker.dmpo.samples import subsample
     from recranker.io import write_json
     from recranker.tracking import start_run
-    from recranker.dmpo.samples import subsample
     from stages import dmpo_io
     from stages.backbone import load_interactions
 

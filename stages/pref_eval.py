@@ -5,6 +5,7 @@ explanations of what DMPO changed."""
 from __future__ import annotations
 
 import gc
+import itertools
 
 import typer
 
@@ -66,7 +67,7 @@ def pref_eval() -> None:
                 ms = [m for m in e.models if m in scored[ds]]
                 results[ds]["differences"] = {
                     f"{a}-{b}": paired_difference(scored[ds][a], scored[ds][b], draws[ds], e.score)
-                    for b, a in zip(ms, ms[1:])
+                    for b, a in itertools.pairwise(ms)
                 }
         run.summary({f"{ds}/{m}/auc": r[m]["auc"] for ds, r in results.items() for m in e.models})
 

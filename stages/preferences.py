@@ -11,8 +11,6 @@ them when NAME is in llm.dmpo.datasets / llm.pref_eval.datasets.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from stages import paths

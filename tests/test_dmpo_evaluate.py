@@ -17,7 +17,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recranker.llm.model import load_model, load_tokenizer
 from recranker.dmpo.evaluate import (
     answer_score,
     auc_interval,
@@ -29,6 +28,7 @@ from recranker.dmpo.evaluate import (
     preference_metrics,
     score_records,
 )
+from recranker.llm.model import load_model, load_tokenizer
 
 
 def prefs(n: int, k: int = 1) -> list[dict]:

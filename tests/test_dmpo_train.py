@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recranker.errors import RecrankerError
 from recranker.dmpo.train import DMPOSettings, build_trainer, dmpo_loss, to_preference, train_dmpo
+from recranker.errors import RecrankerError
 from recranker.llm.sft import SFTSettings, train_sft
 
 

@@ -119,7 +119,7 @@ def score_preference_records(
     fitted on."""
     import torch
 
-    from .backbones.sequential import SequentialBackbone
+    from recranker.backbones.sequential import SequentialBackbone
 
     fields = [_fields(r, i) for i, r in enumerate(records)]
     for i, (u, p, negs, hist) in enumerate(fields):
@@ -184,8 +184,8 @@ def fit_and_score(
     per-record dicts of :func:`score_preference_records` and the
     :class:`~recranker.backbones.training.FitResult`.
     """
-    from .backbones import Interactions, build
-    from .backbones.training import fit
+    from recranker.backbones import Interactions, build
+    from recranker.backbones.training import fit
 
     if not records:
         raise RecrankerError(f"pref-backbone {name}: no preference test records to score")
