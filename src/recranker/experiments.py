@@ -151,7 +151,9 @@ _EVAL_COST = ("first variant: what of the pipeline is not already cached (nothin
 _PIPE_COST = "~27 min per variant (measured stages: sft 7 min + rank 19 min per backbone)"
 ABLATION_COST = ("estimate ~12 min per variant on 2 cores (sft ~7 min, rank of 200 users with both pair "
                  "orders ~5 min; the `full` variant reuses the default SFT) → ~45 min for the four")
-_DMPO_COST = "~12 min per variant (measured stages: dmpo 9 min for 20 steps at k=3, pref-eval 3 min)"
+_DMPO_COST = ("estimate ~65 min per variant on a quiet 2-core CPU with ~540-token pairwise prompts "
+              "(dmpo-sft ~10, dmpo ~30 for 100 samples x 3 pairs, pref-eval ~27 for 1,000 pairs x 3 models; "
+              "README, DMPO)")
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
