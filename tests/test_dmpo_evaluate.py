@@ -147,7 +147,8 @@ def _write_inputs(root: Path) -> None:
         pref = root / "data" / "preferences" / ds
         pref.mkdir(parents=True)
         (pref / "pref_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs(4, k=2)))
-        (pref / "pref_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs(4)))
+        for name in ("pref_valid.jsonl", "pref_test.jsonl"):
+            (pref / name).write_text("".join(json.dumps(r) + "\n" for r in prefs(4)))
         (pref / "sft_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sft_rows(prefs(4, k=2))))
     (root / "params.yaml").write_text(PARAMS)
 
