@@ -142,6 +142,13 @@ def test_first_loss_is_ln2_and_loss_decreases(tiny_base, tiny_sft, tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_gradient_checkpointing_gives_the_same_first_steps(tiny_base, tiny_sft, tmp_path):
+    plain = train_dmpo(tiny_sft, tiny_base, prefs(4), tmp_path / "a", settings(tmp_path, max_steps=3))
+    ckpt = train_dmpo(tiny_sft, tiny_base, prefs(4), tmp_path / "b",
+                      settings(tmp_path, max_steps=3, gradient_checkpointing=True))
+    assert [c["loss"] for c in ckpt["curve"]] == pytest.approx([c["loss"] for c in plain["curve"]], abs=1e-4)
+
+
 def test_init_base_starts_from_the_base_model_with_a_fresh_adapter(tiny_base, tmp_path):
     """"Without SFT": the SFT directory is never read (here it does not even exist)."""
     from recranker.llm.sft import LoraSettings

@@ -51,6 +51,9 @@ class DMPOSettings(TrainSettings):
     # ``lora`` is given (the DMPO paper's "without SFT" few-shot line).
     init: str = "sft"
     precompute_ref: bool = True  # reference log-probs once, before training (trl)
+    # Recompute activations in the backward pass: a sample is 2k sequences of ~540 tokens, whose
+    # activations otherwise dominate peak memory (non-reentrant: works with a LoRA policy).
+    gradient_checkpointing: bool = False
     lora: Any = None  # LoraSettings for init="base"; None = full fine-tuning
 
 
@@ -262,7 +265,9 @@ def build_trainer(
             peft_config = lora_config(cfg.lora)  # trl adds the adapter; reference = adapter disabled
     policy.config.use_cache = False
     args = DPOConfig(
-        **common_args(cfg, output_dir, has_eval=bool(eval_examples)),
+        **{**common_args(cfg, output_dir, has_eval=bool(eval_examples)),
+           "gradient_checkpointing": cfg.gradient_checkpointing},
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         beta=cfg.beta,
         loss_type=["sigmoid"],
         precompute_ref_log_probs=cfg.precompute_ref,
