@@ -47,7 +47,7 @@ def prompt(i: int, names: list[str]) -> list[dict]:
 def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) -> dict:
     import torch
 
-    from recranker.llm.dmpo import DMPOSettings, train_dmpo
+    from recranker.dmpo.train import DMPOSettings, train_dmpo
     from recranker.llm.sft import SFTSettings, train_sft
 
     names = titles()
@@ -61,8 +61,11 @@ def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) ->
         if not sft_dir.exists():  # a 1-step adapter: DMPO needs an SFT adapter to start from
             recs = [{"messages": prompt(i, names), "completion": "3"} for i in range(4)]
             train_sft(base, recs, [], sft_dir, SFTSettings(**{**common, "max_steps": 1, "bf16": False}))
-        prefs = [{"prompt": prompt(i, names), "chosen": names[i % len(names)],
-                  "rejected": [names[(i + 17 * j + 1) % len(names)] for j in range(k)]} for i in range(2 * steps)]
+        pos = names
+        prefs = [{"pairs": [{"prompt": prompt(i, names), "chosen": f"{pos[i % len(pos)]}, {neg}",
+                             "rejected": f"{neg}, {pos[i % len(pos)]}"}
+                            for neg in (names[(i + 17 * j + 1) % len(names)] for j in range(k))]}
+                 for i in range(2 * steps)]
         rep = train_dmpo(sft_dir, base, prefs, work / "out", DMPOSettings(k=k, batch_size=2, **common))
     # the first step includes one-off costs (allocations); report the steady state when possible
     hist = rep["curve"]

@@ -17,6 +17,7 @@ _STAGE_TABLE = [
     ("sft", "stages.sft", "sft"),
     ("rank", "stages.rank", "rank"),
     ("evaluate", "stages.evaluate", "evaluate"),
+    ("dmpo-sft", "stages.dmpo_sft", "dmpo_sft"),
     ("dmpo", "stages.dmpo", "dmpo"),
     ("pref-eval", "stages.pref_eval", "pref_eval"),
     ("pref-backbone", "stages.pref_backbone", "pref_backbone"),

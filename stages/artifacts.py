@@ -16,9 +16,6 @@ from pathlib import Path
 from recranker.errors import RecrankerError
 from stages import paths
 
-PREF_TRAIN = "pref_train.jsonl"
-PREF_TEST = "pref_test.jsonl"
-
 
 def _missing(path: Path, command: str) -> RecrankerError:
     return RecrankerError(f"{path}: not found (run `{command}`)")
@@ -147,31 +144,7 @@ def predictions(dataset: str, backbone: str, tasks, split: str = "test") -> dict
     return out
 
 
-# preferences --------------------------------------------------------------------------------------
-
-
-def preference_records(dataset: str, file: str, check) -> list[dict]:
-    """data/preferences/<ds>/<file>; ``check(row, "file:line")`` validates each record early."""
-    rows = []
-    for row, where in _jsonl(paths.preferences(dataset) / file, f"recranker preferences --dataset {dataset}"):
-        check(row, where)
-        rows.append(row)
-    return rows
-
-
-def subsample(rows: list[dict], limit: int, seed: int) -> list[dict]:
-    """At most ``limit`` rows (0 = all), a seeded random subset in file order."""
-    import numpy as np
-
-    if not limit or len(rows) <= limit:
-        return rows
-    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=limit, replace=False))
-    return [rows[i] for i in keep]
-
-
-def dmpo_datasets(p) -> list[str]:
-    """The datasets DMPO trains on: llm.dmpo.datasets, else run.datasets."""
-    return list(p.llm.dmpo.datasets or p.run.datasets)
+# preferences: the DMPO branch reads its files through stages/dmpo_io.py
 
 
 # models -------------------------------------------------------------------------------------------

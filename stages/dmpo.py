@@ -1,49 +1,68 @@
-"""Stage `dmpo`: multi-negative preference optimisation from the SFT model (or the base model)."""
+"""Stage `dmpo`: multi-negative preference optimisation from models/llm/dmpo-sft (or the base model:
+llm.dmpo.init) on the DMPO training samples, k pairwise prompts each."""
 
 from __future__ import annotations
 
 import typer
 
-from stages import artifacts, paths
+from stages import dmpo_io, paths
 from stages.common import params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo"  # outside the atomically replaced output
 
 
+def _valid_auc(model_dir, valid: list[dict], p) -> dict:
+    """AUC (llm.pref_eval.score, with its 95% interval) of the trained model on the valid pairs."""
+    from recranker.dmpo.evaluate import bootstrap_draws, preference_metrics, score_records
+    from recranker.llm.backends.hf import load_hf
+
+    e = p.llm.pref_eval
+    model, tokenizer = load_hf(paths.base_model(), model_dir, e.dtype)
+    scored = score_records(model, tokenizer, valid, batch_size=e.batch_size, max_length=e.max_length)
+    m = preference_metrics(scored, e.score, bootstrap_draws(len(valid), e.bootstrap, p.seed) if e.bootstrap else None)
+    return {"valid_auc": m["auc"], "valid_auc_ci95": m.get("auc_ci95"), "valid_samples": len(valid)}
+
+
 def dmpo() -> None:
-    """Train models/llm/dmpo/ from models/llm/sft/; metrics/dmpo.json; metrics/dmpo_loss.csv."""
+    """Train models/llm/dmpo/; metrics/dmpo.json; metrics/dmpo_loss.csv."""
     import datasets
 
+    from recranker.dmpo.samples import subsample
+    from recranker.dmpo.train import DMPOSettings, train_dmpo
     from recranker.io import atomic_path, write_json
-    from recranker.llm.dmpo import DMPOSettings, to_preference, train_dmpo
-    from recranker.llm.sft import LoraSettings
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
     p = params()
     d = p.llm.dmpo
     records: list[dict] = []
-    for ds in artifacts.dmpo_datasets(p):
-        p.dataset(ds)
-        records += artifacts.preference_records(
-            ds, artifacts.PREF_TRAIN, lambda row, where: to_preference(row, d.k, where))
-    records = artifacts.subsample(records, d.max_train, p.seed)
+    for ds in dmpo_io.train_datasets(p):
+        records += dmpo_io.read_preferences(paths.preferences(ds) / dmpo_io.TRAIN_FILE, d.k)
+    records = subsample(records, d.max_train, p.seed)
     cfg = DMPOSettings(
         seed=p.seed, beta=d.beta, k=d.k, max_steps=d.max_steps, lr=d.lr, warmup_steps=d.warmup_steps,
         batch_size=d.batch_size, grad_accum=d.grad_accum, max_length=d.max_length, save_steps=d.save_steps,
         logging_steps=d.logging_steps, bf16=d.bf16, checkpoint_dir=str(CHECKPOINTS),
-        deepspeed=p.llm.deepspeed, init=d.init,
-        lora=LoraSettings(**p.llm.sft.lora.model_dump()) if p.llm.sft.method == "lora" else None,
-    )
+        deepspeed=p.llm.deepspeed, init=d.init, precompute_ref=d.precompute_ref,
+        gradient_checkpointing=d.gradient_checkpointing,
+        lora=dmpo_io.lora_settings(p) if p.llm.dmpo_sft.method == "lora" else None,
+    )  # fmt: skip
+    valid: list[dict] = []
+    for ds in dmpo_io.train_datasets(p) if d.valid_samples else []:
+        valid += dmpo_io.read_preferences(paths.preferences(ds) / dmpo_io.VALID_FILE, k=1)
+    valid = subsample(valid, d.valid_samples, p.seed)
     with start_run("dmpo", d.model_dump()) as run, atomic_path(paths.llm("dmpo"), is_dir=True) as tmp:
-        report = train_dmpo(paths.llm("sft"), paths.base_model(), records, tmp, cfg)
+        report = train_dmpo(paths.llm("dmpo-sft"), paths.base_model(), records, tmp, cfg)
         for point in report["curve"]:
             run.log({"train/loss": point["loss"]}, step=point["step"])
         metrics = {k: report[k] for k in ("k", "beta", "steps", "seconds", "n_train", "first_train_loss",
                                           "final_train_loss", "final_reward_margin", "final_reward_accuracy")}
-        metrics["datasets"] = artifacts.dmpo_datasets(p)
+        if valid:  # what llm.dmpo.lr / max_steps are chosen on (never the test pairs)
+            metrics.update(_valid_auc(tmp, valid, p))
+        metrics["datasets"] = dmpo_io.train_datasets(p)
+        metrics["init"] = d.init
         run.summary(metrics)
     write_json(paths.METRICS / "dmpo.json", metrics)
-    artifacts.write_curve_csv(paths.METRICS / "dmpo_loss.csv", report["curve"])
+    dmpo_io.write_curve_csv(paths.METRICS / "dmpo_loss.csv", report["curve"])
     typer.echo(f"dmpo: k={d.k}, {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
                f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")

@@ -5,7 +5,7 @@ For each dataset of llm.pref_eval.datasets (or run.datasets), reads the test rec
 llm.pref_eval.max_samples) and data/processed/<ds>/interactions.parquet (+ stats.json); every
 backbone of llm.pref_eval.backbones is trained with its backbone.<name> hyper-parameters on the
 interactions without the test users' interactions from their preference positive on
-(recranker.preference_backbones), then scores each record's candidates. Writes
+(recranker.dmpo.backbones), then scores each record's candidates. Writes
 metrics/pref_backbone/<ds>.json = {backbone: {auc, pairwise_accuracy, top1_accuracy, n_samples,
 train_s, epochs}} ({} when no backbone is listed).
 """
@@ -20,9 +20,10 @@ from stages.common import params
 
 def pref_backbone() -> None:
     """metrics/pref_backbone/<ds>.json: AUC of conventional backbones on pref-eval's pairs."""
+    from recranker.dmpo.samples import subsample
     from recranker.io import write_json
-    from recranker.llm.dmpo import to_preference
     from recranker.tracking import start_run
+    from stages import dmpo_io
 
     p = params()
     e, bp = p.llm.pref_eval, p.backbone
@@ -38,12 +39,11 @@ def pref_backbone() -> None:
                 continue
             import torch
 
-            from recranker.preference_backbones import backbone_metrics, fit_and_score
+            from recranker.dmpo.backbones import backbone_metrics, fit_and_score
 
             torch.set_num_threads(bp.threads)
-            rows = artifacts.subsample(
-                artifacts.preference_records(
-                    ds, artifacts.PREF_TEST, lambda row, where: to_preference(row, 1, where)), e.max_samples, p.seed
+            rows = subsample(
+                dmpo_io.read_preferences(paths.preferences(ds) / dmpo_io.TEST_FILE, k=1), e.max_samples, p.seed
             )
             df, n_users, n_items = artifacts.interactions_with_ranges(ds)
             for name in e.backbones:

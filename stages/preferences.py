@@ -1,15 +1,15 @@
-"""Stage `preferences`: DMPO preference data from ratings; command `import-preferences`.
+"""Stages `preferences` (DMPO samples from ratings) and `import-preferences` (the authors' files).
 
 `preferences --dataset NAME` reads data/processed/<ds>/{interactions,items}.parquet (only the
 splits in preferences.splits, default train, so a DMPO-tuned ranker never sees valid/test items)
 and writes data/preferences/<ds>/{sft_train,pref_train,pref_valid,pref_test}.jsonl (one atomic
 directory) and metrics/preferences/<ds>.json.
-`import-preferences FILE --out OUT` converts LLaMA-Factory ranking data to the same JSONL.
+`import-preferences --name NAME` converts the LLaMA-Factory files of preferences.imported.<NAME>
+to the same four files in data/preferences/<NAME>/, so `dmpo-sft`, `dmpo` and `pref-eval` run on
+them when NAME is in llm.dmpo.datasets / llm.pref_eval.datasets.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 
@@ -19,13 +19,15 @@ from stages.common import params
 
 def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets).")) -> None:
     """Few-shot DMPO preference data of DATASET → data/preferences/<dataset>/."""
-    from recranker.io import atomic_path, write_json, write_jsonl
-    from recranker.preferences import (
+
+    from recranker.dmpo.samples import (
         PreferenceConfig,
         build_preferences,
+        check_no_leakage,
         preference_stats,
         sft_rows,
     )
+    from recranker.io import atomic_path, write_json, write_jsonl
     from recranker.prompts import domain_for_format
     from recranker.tracking import start_run
 
@@ -43,6 +45,7 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
     )  # fmt: skip
     with start_run(f"preferences:{dataset}", {"dataset": dataset, "seed": p.seed, **pp.model_dump()}) as run:
         splits = build_preferences(inter, items, cfg, p.seed)
+        check_no_leakage(splits)
         with atomic_path(paths.preferences(dataset), is_dir=True) as tmp:
             write_jsonl(tmp / "sft_train.jsonl", sft_rows(splits["train"]))
             for split, rows in splits.items():
@@ -55,12 +58,28 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
 
 
 def import_preferences(
-    file: Path = typer.Argument(..., help="LLaMA-Factory ranking data (JSON list of {instruction, input, output: [chosen, rejected]})."),
-    out: Path = typer.Option(..., "--out", help="Output JSONL (preference rows: prompt, chosen, rejected, meta)."),
+    name: str = typer.Option(..., "--name", help="Key of params.yaml preferences.imported."),
 ) -> None:
-    """Convert external pairwise preference data to recranker's preference JSONL."""
-    from recranker.io import write_jsonl
-    from recranker.preferences import import_llamafactory
+    """The DMPO authors' LLaMA-Factory files of preferences.imported.<NAME> → data/preferences/<NAME>/."""
+    from recranker.dmpo.importer import import_pairs, import_sft, import_test_pairs
+    from recranker.dmpo.samples import preference_stats, sft_rows
+    from recranker.errors import RecrankerError
+    from recranker.io import atomic_path, write_json, write_jsonl
 
-    n = write_jsonl(out, import_llamafactory(file))
-    typer.echo(f"import-preferences: {n} rows → {out}")
+    p = params()
+    if name not in p.preferences.imported:
+        known = ", ".join(sorted(p.preferences.imported)) or "none"
+        raise RecrankerError(f"params.yaml: preferences.imported.{name}: not configured (configured: {known})")
+    src = p.preferences.imported[name]
+    splits = {"train": import_pairs(src.train, name, "train"),
+              "valid": import_test_pairs(src.valid, name, "valid") if src.valid else [],
+              "test": import_test_pairs(src.test, name, "test")}  # fmt: skip
+    sft = import_sft(src.sft, name) if src.sft else sft_rows(splits["train"])
+    with atomic_path(paths.preferences(name), is_dir=True) as tmp:
+        write_jsonl(tmp / "sft_train.jsonl", sft)
+        for split, rows in splits.items():
+            write_jsonl(tmp / f"pref_{split}.jsonl", rows)
+    stats = preference_stats(splits)
+    write_json(paths.metrics("preferences") / f"{name}.json", {**stats, "sft": {"samples": len(sft)}})
+    counts = ", ".join(f"{s} {v['samples']}" for s, v in stats.items())
+    typer.echo(f"import-preferences {name}: sft {len(sft)}, {counts} → {paths.preferences(name)}")

@@ -25,8 +25,6 @@ from recranker.io import (
     write_json,
 )
 
-OK_PAIR = {"instruction": "Rank", "input": "a, b", "output": ["a", "b"]}
-
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled"}
@@ -48,25 +46,41 @@ def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
 
 
 # ------------------------------------------------------------------ 1. writers never delete
-def test_import_preferences_refuses_an_existing_directory_as_output(tmp_path):
-    (tmp_path / "ok.json").write_text(json.dumps([OK_PAIR]))
-    out = tmp_path / "x"
-    (out / "sub").mkdir(parents=True)
-    (out / "keep.txt").write_text("precious")
-    (out / "sub" / "deep.txt").write_text("also precious")
+def _import_project(tmp_path: Path, records) -> None:
+    """A params.yaml naming one imported preference dataset `authors` (train = test = the file)."""
+    (tmp_path / "prefs.json").write_text(json.dumps(records) if not isinstance(records, str) else records)
+    src = tmp_path / "prefs.json"
+    (tmp_path / "params.yaml").write_text(
+        "run: {datasets: [ml-100k]}\ndatasets: {ml-100k: {format: ml-100k}}\n"
+        f"preferences: {{imported: {{authors: {{train: {src}, test: {src}}}}}}}\n")
+
+
+OK_TEST = {"instruction": "Rank", "input": "Candidates:\nHeat (1995)\nJaws (1975)", "output": "Heat (1995), Jaws (1975)"}
+OK_PREF = {"instruction": "Rank", "input": "Candidates:\nHeat (1995)\nJaws (1975)",
+           "output": ["Heat (1995), Jaws (1975)", "Jaws (1975), Heat (1995)"]}
+
+
+def test_import_preferences_refuses_an_existing_file_as_its_output_directory(tmp_path):
+    """The finding: an import into a path that holds something else deleted it. The output
+    (data/preferences/<name>/, a folder) existing as a file is refused and left as it was."""
+    _import_project(tmp_path, [OK_PREF])
+    out = tmp_path / "data/preferences/authors"
+    out.parent.mkdir(parents=True)
+    out.write_text("precious")
     before = snapshot(tmp_path)
-    res = cli(tmp_path, "import-preferences", "ok.json", "--out", "x")
-    one_line_error(res, "x: is a directory")
+    res = cli(tmp_path, "import-preferences", "--name", "authors")
+    one_line_error(res, "authors: is a file")
     assert snapshot(tmp_path) == before
 
 
-def test_import_preferences_writes_and_replaces_a_file(tmp_path):
-    (tmp_path / "ok.json").write_text(json.dumps([OK_PAIR]))
-    (tmp_path / "out.jsonl").write_text("old\n")
-    res = cli(tmp_path, "import-preferences", "ok.json", "--out", "out.jsonl")
-    assert res.returncode == 0, res.stderr
-    assert json.loads((tmp_path / "out.jsonl").read_text())["chosen"] == "a"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+def test_import_preferences_writes_and_replaces_its_own_folder(tmp_path):
+    _import_project(tmp_path, [OK_PREF])
+    for _ in range(2):  # the second run replaces the first one's folder, leaving no temporaries
+        res = cli(tmp_path, "import-preferences", "--name", "authors")
+        assert res.returncode == 0, res.stderr
+    out = tmp_path / "data/preferences/authors"
+    assert (out / "pref_train.jsonl").is_file() and (out / "pref_test.jsonl").is_file()
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
 
 
 def test_directory_output_refuses_an_existing_file(tmp_path):
@@ -108,10 +122,10 @@ def test_stale_temps_of_killed_writers_are_removed_live_ones_kept(tmp_path):
 # ------------------------------------------------------------------ 5. readers name the file
 def test_import_of_an_empty_file_or_list_is_an_error(tmp_path):
     for text in ("", "[]", "\n\n"):
-        (tmp_path / "empty.json").write_text(text)
-        res = cli(tmp_path, "import-preferences", "empty.json", "--out", "out.jsonl")
-        one_line_error(res, "empty.json")
-        assert not (tmp_path / "out.jsonl").exists()
+        _import_project(tmp_path, text)
+        res = cli(tmp_path, "import-preferences", "--name", "authors")
+        one_line_error(res, "prefs.json")
+        assert not (tmp_path / "data/preferences/authors").exists()
 
 
 @settings(max_examples=25, deadline=None)
@@ -119,33 +133,33 @@ def test_import_of_an_empty_file_or_list_is_an_error(tmp_path):
        bad=st.sampled_from(["{not json", '{"instruction": "x"}', "[1, 2]", '"text"']))
 @example(n_before=0, blanks=[], bad='"text"')  # a first line that is JSON but not an object
 def test_jsonl_importer_names_the_right_line(tmp_path_factory, n_before, blanks, bad):
-    from recranker.preferences import import_llamafactory
+    from recranker.dmpo.importer import import_test_pairs
 
     lines = []
     for i in range(n_before):
         if i < len(blanks) and blanks[i]:
             lines.append("")
-        lines.append(json.dumps(OK_PAIR))
+        lines.append(json.dumps(OK_TEST))
     lines.append(bad)
-    lines.append(json.dumps(OK_PAIR))
+    lines.append(json.dumps(OK_TEST))
     path = tmp_path_factory.mktemp("jsonl") / "prefs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     bad_line = len(lines) - 1  # 1-based line of `bad`
     if n_before == 0 and bad.startswith("["):
         return  # a file starting with '[' is one JSON document, not JSON Lines
     with pytest.raises(RecrankerError) as err:
-        import_llamafactory(path)
+        import_test_pairs(path, "authors")
     msg = str(err.value)
     assert msg.startswith(f"{path}:{bad_line}:") and "\n" not in msg, msg
 
 
 def test_non_utf8_jsonl_line_names_file_and_line(tmp_path):
-    from recranker.preferences import import_llamafactory
+    from recranker.dmpo.importer import import_test_pairs
 
     path = tmp_path / "prefs.jsonl"
-    path.write_bytes((json.dumps(OK_PAIR) + "\n").encode() + b'{"instruction": "caf\xe9"}\n')
+    path.write_bytes((json.dumps(OK_TEST) + "\n").encode() + b'{"instruction": "caf\xe9"}\n')
     with pytest.raises(RecrankerError, match=rf"^{path}:2: not UTF-8"):
-        import_llamafactory(path)
+        import_test_pairs(path, "authors")
     with pytest.raises(RecrankerError, match=rf"^{path}:2: not UTF-8"):
         list(read_jsonl(path))
 

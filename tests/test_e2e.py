@@ -34,8 +34,9 @@ TINY = {
                     "history_len": 8},
     "llm": {"base_model": "tiny-random",
             "sft": {"max_steps": 2, "batch_size": 2, "max_length": 768, "save_steps": 1, "max_eval": 4},
-            "dmpo": {"max_steps": 2, "batch_size": 2, "max_length": 256},
-            "pref_eval": {"max_samples": 4}},
+            "dmpo_sft": {"max_steps": 2, "batch_size": 2, "max_length": 512},
+            "dmpo": {"max_steps": 2, "batch_size": 1, "grad_accum": 1, "max_length": 512, "valid_samples": 2},
+            "pref_eval": {"max_samples": 4, "bootstrap": 20}},
     "rank": {"tasks": ["pointwise", "pairwise", "listwise"]},
 }
 
@@ -148,3 +149,20 @@ def test_same_params_give_the_same_bytes(project):
     run([DVC, "repro", "--force", "--single-item", "backbone@tiny-mf", "sft"], work, env)
     assert outs() == before
     assert not list((work / "models").rglob("*.bin")), "pickles among the outputs"
+
+
+def test_recranker_params_rerun_nothing_on_the_dmpo_branch(project):
+    work, env, _ = project
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    original = (work / "params.yaml").read_text()
+    params["llm"]["sft"]["lr"] = 0.001
+    params["llm"]["sft"]["lora"]["r"] = 4
+    params["instruct"]["history_len"] = 5
+    try:
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = run([DVC, "status"], work, env)
+    finally:
+        (work / "params.yaml").write_text(original)
+    assert "sft:" in status
+    for stage in ("dmpo-sft:", "dmpo:", "pref-eval:", "preferences@"):
+        assert stage not in status, status

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recranker.errors import RecrankerError
-from recranker.preference_backbones import (
+from recranker.dmpo.backbones import (
     backbone_metrics,
     drop_after_positives,
     fit_and_score,
     positive_cutoffs,
     score_preference_records,
 )
-from recranker.preferences import PreferenceConfig, build_preferences
+from recranker.dmpo.samples import PreferenceConfig, build_preferences
+from recranker.errors import RecrankerError
 from recranker.prompts import DOMAINS
 
 torch = pytest.importorskip("torch")
@@ -163,7 +163,7 @@ def test_non_sequential_scores_are_the_users_representation(toy):
         full = (model.user.weight @ model.item.weight.T).numpy()
     for r, s in zip(recs, scored):
         cands = [r["meta"]["positive"], *r["meta"]["negatives"]]
-        assert s["candidates"] == cands and s["labels"] == [1, 0, 0] and s["id"] == r["id"]
+        assert s["candidates"] == cands and s["labels"] == [1, 0] and s["id"] == r["id"]
         np.testing.assert_allclose(s["scores"], full[r["user_id"], cands], rtol=1e-5)
 
 
@@ -174,8 +174,8 @@ def test_fit_and_score_gives_preference_metrics(toy, name, hyper):
     assert len(scored) == len(recs) and 1 <= fit.epochs <= 2
     for r, s in zip(recs, scored):
         assert s["candidates"][0] == r["meta"]["positive"] and s["labels"][0] == 1
-        assert s["candidates"][1:] == r["meta"]["negatives"] and s["labels"][1:] == [0, 0]
-        assert len(s["scores"]) == 3 and all(np.isfinite(s["scores"])) and not s["truncated"]
+        assert s["candidates"][1:] == r["meta"]["negatives"] and s["labels"][1:] == [0]
+        assert len(s["scores"]) == 2 and all(np.isfinite(s["scores"])) and not s["truncated"]
     m = backbone_metrics(scored, fit)
     assert set(m) == {"auc", "pairwise_accuracy", "top1_accuracy", "n_samples", "train_s", "epochs"}
     assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["pairwise_accuracy"] <= 1.0
@@ -239,9 +239,10 @@ def in_project(tmp_path, monkeypatch):
 
 
 def test_stage_writes_metrics_on_pref_evals_records(in_project):
+    from recranker.dmpo.samples import subsample
     from stages import STAGES
-    from stages.artifacts import preference_records, subsample
     from stages.common import user_errors
+    from stages.dmpo_io import read_preferences
     from stages.pref_backbone import pref_backbone
 
     assert "pref-backbone" in dict(STAGES)
@@ -260,7 +261,7 @@ def test_stage_writes_metrics_on_pref_evals_records(in_project):
         }
         assert 0.0 <= m["auc"] <= 1.0 and m["n_samples"] == 10 and m["epochs"] >= 1
     # the same subset pref-eval scores (seeded by params.seed)
-    rows = preference_records("toy", "pref_test.jsonl", lambda row, where: None)
+    rows = read_preferences(in_project / "data/preferences/toy/pref_test.jsonl", k=1)
     assert len(rows) > 10 and len(subsample(rows, 10, 0)) == 10
 
 

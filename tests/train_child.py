@@ -34,6 +34,7 @@ def dmpo_records(n: int = 8) -> list[dict]:
 
 def run(kind: str, spec: dict, callbacks=()) -> dict:
     from recranker.llm.dmpo import DMPOSettings, train_dmpo
+
     from recranker.llm.sft import SFTSettings, train_sft
 
     if kind == "sft":

@@ -17,7 +17,8 @@ from recranker.errors import RecrankerError
 from .backbone import BackboneParams
 from .base import Strict
 from .data import DatasetParams
-from .instruct import InstructParams, PreferenceParams, SamplingParams
+from .dmpo import PreferenceParams
+from .instruct import InstructParams, SamplingParams
 from .llm import LLMParams
 from .rank import EvaluateParams, RankParams
 

@@ -56,19 +56,3 @@ class InstructParams(Strict):
         if self.listwise_liked + self.listwise_disliked > self.listwise_size:
             raise ValueError("listwise_liked + listwise_disliked must not exceed listwise_size")
         return self
-
-
-class PreferenceParams(Strict):
-    """DMPO preference data (few-shot)."""
-
-    positive_above: float = 3.0  # rating > this is positive, ≤ is negative
-    min_positives: int = Field(5, ge=1)
-    min_negatives: int = Field(5, ge=1)
-    history_len: int = Field(20, ge=1)  # CPU profile; the DMPO paper uses ≤ 40 (prompts ~700 tokens)
-    min_history: int = Field(1, ge=0)
-    k_negatives: int = Field(3, ge=1)
-    n_train: int = Field(100, ge=0)
-    n_valid: int = Field(100, ge=0)
-    n_test: int = Field(1000, ge=0)
-    splits: list[Literal["train", "valid", "test"]] = ["train"]  # interactions used
-    max_title_chars: int = Field(100, ge=8)

@@ -1,4 +1,4 @@
-"""params.yaml → llm.* (stages `base-model`, `sft`, `dmpo`, `pref-eval`). Owned by the LLM engineer.
+"""params.yaml → llm.* (stages `base-model`, `sft`; the DMPO branch in params/dmpo.py). Owned by the LLM engineer.
 
 Defaults form the CPU profile (SmolLM2-135M, LoRA, a few minutes on 2 cores). The paper-scale
 recipe (LLaMA-2-7B, full fine-tuning, lr 2e-5, 6000 steps, context 1024, DeepSpeed ZeRO-3) is
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from .base import Strict
+from .dmpo import DMPOParams, DMPOSFTParams, PrefEvalParams
 
 
 class TinyModelParams(Strict):
@@ -48,64 +49,11 @@ class SFTParams(Strict):
     group_by_length: bool = True  # batches of similar lengths: less padding (listwise ~2x longer)
 
 
-class DMPOParams(Strict):
-    datasets: list[str] = []  # preference data to train on; [] = run.datasets
-    beta: float = Field(0.1, gt=0)  # trl default
-    k: int = Field(3, ge=1)  # negatives per sample (≤ those present in the data)
-    max_steps: int = Field(20, ge=1)
-    lr: float = Field(5e-5, gt=0)
-    warmup_steps: int = Field(2, ge=0)
-    batch_size: int = Field(2, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=16)  # preference prompts (20-item history) are ~350 tokens
-    max_train: int = Field(0, ge=0)  # 0: every preference sample
-    save_steps: int = Field(10, ge=1)
-    logging_steps: int = Field(1, ge=1)
-    # Where policy and reference start: the SFT model, or the base model with a fresh adapter
-    # shaped like llm.sft.lora (full fine-tuning if llm.sft.method is "full") — "without SFT".
-    init: Literal["sft", "base"] = "sft"
-    # autocast: 1.86x faster on this CPU, first-steps loss within .014 of fp32 (benchmarks/training.py)
-    bf16: bool = True
-
-
-class PrefEvalParams(Strict):
-    """Preference AUC: score every candidate by its mean per-token log-probability."""
-
-    max_samples: int = Field(50, ge=1)
-    batch_size: int = Field(4, ge=1)
-    max_length: int = Field(512, ge=16)
-    # "sft" alone is the TALLRec-style baseline (instruction tuning without preference optimisation).
-    models: list[Literal["base", "sft", "dmpo"]] = ["base", "sft", "dmpo"]
-    # Test preference data to evaluate on; [] = run.datasets. A dataset absent from the DMPO
-    # training data (llm.dmpo.datasets) is reported as cross-domain.
-    datasets: list[str] = []
-    explain_samples: int = Field(3, ge=0)
-    # bf16 body, fp32 final norm and LM head (as rank.dtype)
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    # Conventional backbones scored on the same pairs (DMPO Table 2) by the stage `pref-backbone`:
-    # each is trained by that stage with its backbone.<name> hyper-parameters on the leakage-free
-    # data (the test users' interactions from their preference positive on removed). Empty = skip,
-    # because each one costs a backbone training run.
-    backbones: list[str] = Field(default_factory=list)
-
-    @field_validator("backbones")
-    @classmethod
-    def _known_backbones(cls, names: list[str]) -> list[str]:
-        from .backbone import BACKBONES
-
-        unknown = [n for n in names if n not in BACKBONES]
-        if unknown:
-            raise ValueError(f"unknown backbone '{unknown[0]}' (known: {', '.join(BACKBONES)})")
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"backbone '{twice[0]}' listed twice")
-        return names
-
-
 class LLMParams(Strict):
     base_model: str = "smollm2-135m-instruct-gguf"  # or "tiny-random", a local dir, an HF hub id
     tiny: TinyModelParams = TinyModelParams()
     deepspeed: str | None = None  # GPU only, e.g. configs/deepspeed_zero3.json (docs/gpu.md)
     sft: SFTParams = SFTParams()
+    dmpo_sft: DMPOSFTParams = DMPOSFTParams()
     dmpo: DMPOParams = DMPOParams()
     pref_eval: PrefEvalParams = PrefEvalParams()

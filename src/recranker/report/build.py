@@ -76,7 +76,9 @@ def _cell(e: Experiment | None, path: str, *keys: str, digits: int = 4) -> str:
 
 def _interval(e: Experiment | None, loc: Locations, ds: str, bb: str, metric: str) -> str:
     data = e.metrics.get(loc.evaluate.format(dataset=ds, backbone=bb)) if e else None
-    ci = get(data, f"bootstrap.hybrid.{metric}.improvement_ci95_%") if data else None
+    if data is None:
+        return NOT_RUN
+    ci = get(data, f"bootstrap.hybrid.{metric}.improvement_ci95_%")
     return f"[{pct(ci[0])}, {pct(ci[1])}]" if isinstance(ci, list) and len(ci) == 2 else NA
 
 

@@ -1,8 +1,8 @@
 """Conventional backbones on the DMPO preference test pairs (DMPO paper, Table 2).
 
-A preference test record (:mod:`recranker.preferences`) shows one user's history, one positive
+A preference test record (:mod:`recranker.dmpo.samples`) shows one user's history, one positive
 and k negatives. Here a conventional recommender scores the same candidates, and the scores go
-through :func:`recranker.llm.preference_eval.preference_metrics`, so AUC, pairwise and top-1
+through :func:`recranker.dmpo.evaluate.preference_metrics`, so AUC, pairwise and top-1
 accuracy are computed exactly as for the LLMs (positive first, label 1; ties are not wins).
 
 Leakage. The positives (and negatives) are the users' own *training* interactions, which the
@@ -61,10 +61,10 @@ def _fields(record: dict, i: int) -> tuple[int, int, list[int], list[int]]:
             raise RecrankerError(f"{where}: meta.{key} must be a list of item ids")
     if not negs:
         raise RecrankerError(f"{where}: meta.negatives is empty")
-    rejected = record.get("rejected")
-    if isinstance(rejected, list) and len(rejected) != len(negs):
+    pairs = record.get("pairs")
+    if isinstance(pairs, list) and len(pairs) != len(negs):
         raise RecrankerError(
-            f"{where}: {len(negs)} meta.negatives but {len(rejected)} rejected answers "
+            f"{where}: {len(negs)} meta.negatives but {len(pairs)} pairs "
             "(the LLMs would be scored on other pairs)"
         )
     return int(user), int(pos), [int(x) for x in negs], [int(x) for x in hist]
@@ -119,7 +119,7 @@ def score_preference_records(
     fitted on."""
     import torch
 
-    from .backbones.sequential import SequentialBackbone
+    from recranker.backbones.sequential import SequentialBackbone
 
     fields = [_fields(r, i) for i, r in enumerate(records)]
     for i, (u, p, negs, hist) in enumerate(fields):
@@ -184,8 +184,8 @@ def fit_and_score(
     per-record dicts of :func:`score_preference_records` and the
     :class:`~recranker.backbones.training.FitResult`.
     """
-    from .backbones import Interactions, build
-    from .backbones.training import fit
+    from recranker.backbones import Interactions, build
+    from recranker.backbones.training import fit
 
     if not records:
         raise RecrankerError(f"pref-backbone {name}: no preference test records to score")
@@ -203,7 +203,7 @@ def fit_and_score(
 
 def backbone_metrics(scored: Sequence[dict], result) -> dict[str, Any]:
     """``{"auc", "pairwise_accuracy", "top1_accuracy", "n_samples", "train_s", "epochs"}``."""
-    from .llm.preference_eval import preference_metrics
+    from recranker.dmpo.evaluate import preference_metrics
 
     m = preference_metrics(scored)
     return {**{k: m[k] for k in METRIC_KEYS}, "train_s": round(float(result.train_seconds), 3),

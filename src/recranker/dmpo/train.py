@@ -1,8 +1,10 @@
-"""DMPO: direct multi-negative preference optimisation on top of the SFT model.
+"""DMPO: direct multi-negative preference optimisation on top of the DMPO-SFT model.
 
-Loss per sample (k negatives): ``−log σ(β·(Δ_chosen − mean_j Δ_rejected_j))`` with
-``Δ = log π_θ(y|x) − log π_ref(y|x)`` (sum of the completion tokens' log-probabilities) and
-``π_ref`` the SFT model. With k = 1 this is exactly DPO's sigmoid loss.
+A sample is k pairwise prompts x_i (same history and positive, negative i), each with chosen
+"<pos, neg_i>" and rejected "<neg_i, pos>". Loss per sample (Equation 3):
+``−log σ(β·(mean_i Δ(chosen_i|x_i) − mean_i Δ(rejected_i|x_i)))`` with
+``Δ = log π_θ(y|x) − log π_ref(y|x)`` (sum of the answer tokens' log-probabilities) and ``π_ref``
+the starting model. With k = 1 this is exactly DPO's sigmoid loss.
 
 Built on trl's :class:`~trl.DPOTrainer` (pinned trl 1.16) rather than beside it, reusing:
 - its tokenisation (``_prepare_dataset``: chat template, prompt/completion split, length filter),
@@ -11,12 +13,15 @@ Built on trl's :class:`~trl.DPOTrainer` (pinned trl 1.16) rather than beside it,
 - its reference handling: for a LoRA policy trl copies the trainable "default" adapter into a
   frozen "ref" adapter, so the reference is the SFT adapter, not the adapter-free base; for a
   full model we pass a frozen copy of the SFT weights as ``ref_model``;
+- ``precompute_ref_log_probs``: the reference log-probs are computed once before training and
+  stored with the dataset (so the reference never runs again, and no reference copy is held);
 - ``compute_ref_log_probs`` (no-grad reference forward) and its metric logging.
-Only the collator (1 + k sequences per sample) and the loss are ours.
+Only the collator (2k sequences per sample), the regrouping and the loss are ours.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -47,50 +52,66 @@ class DMPOSettings(TrainSettings):
     # "base": skip SFT — policy and reference start as the base model, with a fresh adapter when
     # ``lora`` is given (the DMPO paper's "without SFT" few-shot line).
     init: str = "sft"
+    precompute_ref: bool = True  # reference log-probs once, before training (trl)
+    # Recompute activations in the backward pass: a sample is 2k sequences of ~540 tokens, whose
+    # activations otherwise dominate peak memory (non-reentrant: works with a LoRA policy).
+    gradient_checkpointing: bool = False
     lora: Any = None  # LoraSettings for init="base"; None = full fine-tuning
 
 
 def dmpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
-    """Per-sample DMPO loss and the implicit rewards.
+    """Per-sample DMPO loss (Equation 3) and the implicit rewards.
 
-    policy_chosen, ref_chosen: [B] sequence log-probs; policy_rejected, ref_rejected: [k, B].
-    Returns (loss [B], chosen_rewards [B], rejected_rewards [k, B]) with reward = β·Δ.
+    All inputs are [k, B] sequence log-probs: pair i of sample b is (x_i, chosen_i, rejected_i).
+    ``loss = −log σ(β·(mean_i Δchosen_i − mean_i Δrejected_i))`` with ``Δ = log π_θ − log π_ref``;
+    for k = 1 this is DPO's sigmoid loss. Returns (loss [B], chosen_rewards [k, B],
+    rejected_rewards [k, B]) with reward = β·Δ.
     """
     import torch.nn.functional as F
 
     delta_chosen = policy_chosen - ref_chosen
     delta_rejected = policy_rejected - ref_rejected
-    loss = -F.logsigmoid(beta * (delta_chosen - delta_rejected.mean(dim=0)))
+    loss = -F.logsigmoid(beta * (delta_chosen.mean(dim=0) - delta_rejected.mean(dim=0)))
     return loss, beta * delta_chosen.detach(), beta * delta_rejected.detach()
 
 
-def to_preference(record: dict[str, Any], k: int, where: str = "record") -> dict[str, Any]:
-    """``{prompt, chosen, rejected: [..], meta}`` → conversational example with exactly k negatives.
-
-    ``prompt`` is a list of chat messages (or a plain string, taken as one user turn);
-    ``chosen`` and each rejected answer are strings (the assistant's reply). The first k negatives
-    are used, so the choice is deterministic.
-    """
-    prompt = record.get("prompt")
+def _messages(prompt: Any, where: str) -> list[dict]:
     if isinstance(prompt, str) and prompt:
         prompt = [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list) or not prompt or not all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
     ):
         raise RecrankerError(f"{where}: 'prompt' must be a string or a non-empty list of {{role, content}}")
-    chosen, rejected = record.get("chosen"), record.get("rejected")
-    if not isinstance(chosen, str) or not chosen:
-        raise RecrankerError(f"{where}: 'chosen' must be a non-empty string")
-    if not isinstance(rejected, list) or not all(isinstance(r, str) and r for r in rejected):
-        raise RecrankerError(f"{where}: 'rejected' must be a list of non-empty strings")
-    if len(rejected) < k:
-        raise RecrankerError(f"{where}: {len(rejected)} rejected answers, llm.dmpo.k needs {k}")
-    msgs = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def pairs_of(record: dict[str, Any], k: int, where: str = "record") -> list[dict[str, Any]]:
+    """The first k (prompt messages, chosen, rejected) pairs of a preference record, validated."""
+    pairs = record.get("pairs")
+    if not isinstance(pairs, list) or not pairs:
+        raise RecrankerError(f"{where}: 'pairs' must be a non-empty list of {{prompt, chosen, rejected}}")
+    if len(pairs) < k:
+        raise RecrankerError(f"{where}: {len(pairs)} pairs (negatives), llm.dmpo.k needs {k}")
+    out = []
+    for i, p in enumerate(pairs[:k]):
+        w = f"{where} pair {i}"
+        if not isinstance(p, dict):
+            raise RecrankerError(f"{w}: expected an object")
+        for key in ("chosen", "rejected"):
+            if not isinstance(p.get(key), str) or not p[key]:
+                raise RecrankerError(f"{w}: '{key}' must be a non-empty string")
+        out.append({"prompt": _messages(p.get("prompt"), w), "chosen": p["chosen"], "rejected": p["rejected"]})
+    return out
+
+
+def to_preference(record: dict[str, Any], k: int, where: str = "record") -> dict[str, Any]:
+    """A preference record → k conversational DPO pairs ``{prompt, chosen, rejected}`` (trl's format)."""
 
     def answer(text: str) -> list[dict]:
         return [{"role": "assistant", "content": text}]
 
-    return {"prompt": msgs, "chosen": answer(chosen), "rejected": [answer(r) for r in rejected[:k]]}
+    return {"pairs": [{"prompt": p["prompt"], "chosen": answer(p["chosen"]), "rejected": answer(p["rejected"])}
+                      for p in pairs_of(record, k, where)]}
 
 
 def _trl():
@@ -103,65 +124,77 @@ def _trl():
 
     @dataclass
     class MultiNegativeCollator(DataCollatorMixin):
-        """Pads [chosen_1..chosen_B, rej_1,1..rej_1,B, ..., rej_k,1..rej_k,B] into one batch.
+        """Pads the 2k sequences of B samples as [chosen_1 (B rows) .. chosen_k, rejected_1 .. rejected_k].
 
         Same layout as trl's DataCollatorForPreference when k = 1 (chosen block, then rejected).
+        Never truncates: the trainer refuses over-long samples when it tokenises them.
         """
 
         pad_token_id: int
-        max_length: int | None = None
-        truncation_mode: str = "keep_start"
         return_tensors: str = "pt"
 
         def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-            k = len(examples[0]["rejected_ids"])
+            k = len(examples[0]["prompt_ids"])
             seqs, masks = [], []
-            for block in range(k + 1):
-                for ex in examples:
-                    comp = ex["chosen_ids"] if block == 0 else ex["rejected_ids"][block - 1]
-                    seqs.append(ex["prompt_ids"] + comp)
-                    masks.append([0] * len(ex["prompt_ids"]) + [1] * len(comp))
-            if self.max_length is not None:
-                sl = slice(None, self.max_length) if self.truncation_mode == "keep_start" else slice(-self.max_length, None)
-                seqs, masks = [s[sl] for s in seqs], [m[sl] for m in masks]
-            return {
+            for key in ("chosen_ids", "rejected_ids"):
+                for i in range(k):
+                    for ex in examples:
+                        seqs.append(ex["prompt_ids"][i] + ex[key][i])
+                        masks.append([0] * len(ex["prompt_ids"][i]) + [1] * len(ex[key][i]))
+            out = {
                 "input_ids": pad([torch.tensor(s) for s in seqs], padding_value=self.pad_token_id),
                 "attention_mask": pad([torch.ones(len(s), dtype=torch.long) for s in seqs], padding_value=0),
                 "completion_mask": pad([torch.tensor(m, dtype=torch.long) for m in masks], padding_value=0),
             }
+            if "ref_chosen_logps" in examples[0]:  # precomputed: [B, k] each
+                for key in ("ref_chosen_logps", "ref_rejected_logps"):
+                    out[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float32)
+            return out
 
     class DMPOTrainer(DPOTrainer):
-        """DPOTrainer with k rejected answers per prompt and the DMPO loss."""
+        """DPOTrainer whose samples are k pairwise prompts, with the DMPO loss."""
 
-        def __init__(self, *args, k: int, **kwargs):
+        def __init__(self, *args, k: int, ids: Sequence[str] = (), **kwargs):
             self.k = k
+            self._ids = list(ids)
             super().__init__(*args, **kwargs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            # Tokenise each (prompt, chosen, rejected_j) pair with trl's own code, then regroup.
+            # Tokenise every (x_i, chosen_i, rejected_i) pair with trl's own code, then regroup per sample.
             flat = [
-                {"prompt": ex["prompt"], "chosen": ex["chosen"], "rejected": rej, "sample": i}
+                {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], "sample": i}
                 for i, ex in enumerate(dataset)
-                for rej in ex["rejected"]
+                for p in ex["pairs"]
             ]
-            pairs = super()._prepare_dataset(Dataset.from_list(flat), processing_class, args, dataset_name)
-            groups: dict[int, dict[str, Any]] = {}
+            # trl would drop a pair whose prompt alone fills max_length: tokenise without a limit and
+            # refuse below instead, naming the longest sample.
+            unlimited = copy.copy(args)
+            unlimited.max_length = None
+            pairs = super()._prepare_dataset(Dataset.from_list(flat), processing_class, unlimited, dataset_name)
+            groups: dict[int, dict[str, list]] = {}
+            longest = (0, -1)
             for row in pairs:
-                g = groups.setdefault(row["sample"], {"prompt_ids": row["prompt_ids"], "chosen_ids": None,
-                                                      "rejected_ids": []})
-                p = g["prompt_ids"]
-                if row["prompt_ids"] != p:  # the template split prompt/answer differently for this answer
-                    n = min(len(p), len(row["prompt_ids"]))
-                    raise RecrankerError(
-                        f"{dataset_name}[{row['sample']}]: prompt tokenises differently across answers "
-                        f"(first {n} tokens shared); end the prompt on a token boundary"
-                    )
-                g["chosen_ids"] = row["chosen_ids"]
-                g["rejected_ids"].append(row["rejected_ids"])
-            rows = [g for g in groups.values() if len(g["rejected_ids"]) == self.k]
-            if not rows:
-                raise RecrankerError(f"{dataset_name}: no preference sample fits llm.dmpo.max_length")
-            return Dataset.from_list(rows)
+                g = groups.setdefault(row["sample"], {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []})
+                for key in g:
+                    g[key].append(row[key])
+                n = len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+                longest = max(longest, (n, row["sample"]))
+            n_samples = len(dataset)
+            limit = args.max_length
+            if limit is not None and longest[0] > limit:
+                which = longest[1]
+                name = self._ids[which] if which < len(self._ids) else f"{dataset_name}[{which}]"
+                raise RecrankerError(
+                    f"llm.dmpo.max_length={limit} would cut {name} (longest sample {longest[0]} tokens); "
+                    f"raise llm.dmpo.max_length to at least {longest[0]}"
+                )
+            return Dataset.from_list([groups[i] for i in range(n_samples)])
+
+        def compute_ref_log_probs(self, model, inputs):
+            # trl's reference forward (adapter / ref model / autocast handling), regrouped to [B, k] each.
+            chosen, rejected = super().compute_ref_log_probs(model, inputs)
+            b = chosen.size(0) // self.k
+            return chosen.view(self.k, b).T, rejected.view(self.k, b).T
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
@@ -176,20 +209,22 @@ def _trl():
             )
             seq_len = completion_mask.size(1) - 1
             logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
-            ref_model = self.ref_model if self.ref_model is not None else self.model
-            ref_logps = torch.cat(self.compute_ref_log_probs(ref_model, inputs))  # trl returns 2 chunks
-            b = logps.size(0) // (self.k + 1)
-            loss, r_chosen, r_rejected = dmpo_loss(
-                logps[:b], logps[b:].view(self.k, b), ref_logps[:b], ref_logps[b:].view(self.k, b), self.beta
-            )
+            if "ref_chosen_logps" in inputs:  # precomputed once before training
+                ref_c, ref_r = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                ref_model = self.ref_model if self.ref_model is not None else self.model
+                ref_c, ref_r = self.compute_ref_log_probs(ref_model, inputs)
+            b = logps.size(0) // (2 * self.k)
+            pol_c, pol_r = logps[: self.k * b].view(self.k, b), logps[self.k * b :].view(self.k, b)
+            loss, r_chosen, r_rejected = dmpo_loss(pol_c, pol_r, ref_c.T.to(logps), ref_r.T.to(logps), self.beta)
             gather = self.accelerator.gather_for_metrics
             m = self._metrics[mode]
-            m["rewards/chosen"].append(gather(r_chosen).mean().item())
+            m["rewards/chosen"].append(gather(r_chosen.mean(dim=0)).mean().item())
             m["rewards/rejected"].append(gather(r_rejected.mean(dim=0)).mean().item())
-            m["rewards/margins"].append(gather(r_chosen - r_rejected.mean(dim=0)).mean().item())
-            m["rewards/accuracies"].append(gather((r_chosen > r_rejected.max(dim=0).values).float()).mean().item())
-            m["logps/chosen"].append(gather(logps[:b].detach()).mean().item())
-            m["logps/rejected"].append(gather(logps[b:].detach()).mean().item())
+            m["rewards/margins"].append(gather(r_chosen.mean(dim=0) - r_rejected.mean(dim=0)).mean().item())
+            m["rewards/accuracies"].append(gather((r_chosen > r_rejected).float().mean(dim=0)).mean().item())
+            m["logps/chosen"].append(gather(pol_c.detach()).mean().item())
+            m["logps/rejected"].append(gather(pol_r.detach()).mean().item())
             if mode == "train":  # same bookkeeping as trl's DPO loss: tokens processed (policy forward)
                 self._total_train_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
             m["num_tokens"] = [self._total_train_tokens]
@@ -207,6 +242,7 @@ def build_trainer(
     output_dir: str | Path,
     eval_examples: list[dict] | None = None,
     callbacks: Sequence[Any] = (),
+    ids: Sequence[str] = (),
 ):
     """A ready DMPO trainer whose policy and reference both start as the SFT (or base) model."""
     import torch
@@ -220,39 +256,50 @@ def build_trainer(
         raise RecrankerError(f"dmpo: init must be 'sft' or 'base' (got {cfg.init!r})")
     start = sft_dir if cfg.init == "sft" else base_dir
     tokenizer = load_tokenizer(str(start))
-    ref_model, peft_config = None, None
+    peft_config = None
+    # precompute_ref_log_probs: the reference runs once, before training, on the starting weights;
+    # no frozen copy is kept (trl uses the policy itself, or its "ref"/disabled adapter).
     if is_adapter_dir(start):
         policy = load_tuned(start, base_dir, merge=False, dtype=torch.float32)  # trainable "default" adapter
     else:
         policy = load_model(str(start), dtype=torch.float32)
         if cfg.init == "base" and cfg.lora is not None:
             peft_config = lora_config(cfg.lora)  # trl adds the adapter; reference = adapter disabled
-        else:
-            ref_model = load_model(str(start), dtype=torch.float32)
-            ref_model.requires_grad_(False)
     policy.config.use_cache = False
     args = DPOConfig(
-        **common_args(cfg, output_dir, has_eval=bool(eval_examples)),
+        **{**common_args(cfg, output_dir, has_eval=bool(eval_examples)),
+           "gradient_checkpointing": cfg.gradient_checkpointing},
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         beta=cfg.beta,
         loss_type=["sigmoid"],
-        precompute_ref_log_probs=False,
+        precompute_ref_log_probs=cfg.precompute_ref,
+        precompute_ref_batch_size=cfg.batch_size,
         disable_dropout=True,
         remove_unused_columns=False,
     )
-    collator = Collator(pad_token_id=tokenizer.pad_token_id, max_length=cfg.max_length,
-                        truncation_mode=args.truncation_mode)
     return DMPOTrainer(
         model=policy,
-        ref_model=ref_model,
+        ref_model=None if cfg.precompute_ref or peft_config or is_adapter_dir(start) else _frozen(start),
         args=args,
-        data_collator=collator,
+        data_collator=Collator(pad_token_id=tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_examples),
         eval_dataset=Dataset.from_list(eval_examples) if eval_examples else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
         peft_config=peft_config,
         k=cfg.k,
+        ids=ids,
     )
+
+
+def _frozen(start):
+    import torch
+
+    from recranker.llm.model import load_model
+
+    ref = load_model(str(start), dtype=torch.float32)
+    ref.requires_grad_(False)
+    return ref
 
 
 def train_dmpo(
@@ -268,7 +315,8 @@ def train_dmpo(
     if not examples:
         raise RecrankerError("dmpo: no preference records")
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="recranker-dmpo-"))
-    trainer = build_trainer(sft_dir, base_dir, examples, cfg, ckpt_dir, callbacks=callbacks)
+    ids = [str(r.get("id", i)) for i, r in enumerate(records)]
+    trainer = build_trainer(sft_dir, base_dir, examples, cfg, ckpt_dir, callbacks=callbacks, ids=ids)
     start = [sft_dir] if cfg.init == "sft" else []
     fingerprint = run_fingerprint(cfg, examples, models=[*start, base_dir])
     result, seconds, resumed = run_trainer(trainer, ckpt_dir, fingerprint=fingerprint)

@@ -1,0 +1,62 @@
+"""Stage I/O shared by the DMPO branch (`preferences`, `import-preferences`, `dmpo-sft`, `dmpo`,
+`pref-eval`, `pref-backbone`): which preference datasets, their files, the loss-curve CSV.
+Not a stage: no DMPO stage imports another stage module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages import paths
+
+SFT_FILE = "sft_train.jsonl"
+TRAIN_FILE = "pref_train.jsonl"
+VALID_FILE = "pref_valid.jsonl"
+TEST_FILE = "pref_test.jsonl"
+
+
+def check_dataset(p, name: str) -> str:
+    """A ratings dataset (datasets.<name>) or an imported one (preferences.imported.<name>)."""
+    if name not in p.preferences.imported:
+        p.dataset(name)
+    return name
+
+
+def train_datasets(p) -> list[str]:
+    """The preference data dmpo-sft and dmpo train on: llm.dmpo.datasets, or run.datasets."""
+    return [check_dataset(p, d) for d in (p.llm.dmpo.datasets or p.run.datasets)]
+
+
+def eval_datasets(p) -> list[str]:
+    return [check_dataset(p, d) for d in (p.llm.pref_eval.datasets or p.run.datasets)]
+
+
+def read_preferences(path: Path, k: int) -> list[dict]:
+    """Preference JSONL → records, validated with file:line (k = pairs needed per record)."""
+    from recranker.dmpo.train import pairs_of
+    from recranker.io import read_jsonl
+
+    rows = []
+    for row, where in read_jsonl(path, missing="the `preferences` stage (or `import-preferences`) writes it"):
+        pairs_of(row, k, where)
+        rows.append(row)
+    return rows
+
+
+def lora_settings(p):
+    """llm.dmpo_sft.lora as the library's LoraSettings (also DMPO's adapter with init=base)."""
+    from recranker.llm.sft import LoraSettings
+
+    lo = p.llm.dmpo_sft.lora
+    return LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout, target_modules=tuple(lo.target_modules))
+
+
+def write_curve_csv(path: Path, curve: list[dict]) -> None:
+    from recranker.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
+
+
+def dmpo_model(name: str) -> Path:
+    """pref-eval's model names → model dirs: "sft" is DMPO's own SFT (models/llm/dmpo-sft)."""
+    return paths.llm({"sft": "dmpo-sft", "dmpo": "dmpo"}[name])

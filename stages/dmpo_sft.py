@@ -1,0 +1,54 @@
+"""Stage `dmpo-sft`: TALLRec-style SFT of the base model on the DMPO training samples (answer
+"<positive, negative>", LoRA on q, k, v as the paper) → models/llm/dmpo-sft/, the start of `dmpo`
+and pref-eval's "SFT only" model. Independent of RecRanker's `sft`."""
+
+from __future__ import annotations
+
+import typer
+
+from stages import dmpo_io, paths
+from stages.common import params
+
+CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo-sft"  # outside the atomically replaced output
+
+
+def dmpo_sft() -> None:
+    """Train models/llm/dmpo-sft/; metrics/dmpo_sft.json; metrics/dmpo_sft_loss.csv."""
+    import datasets
+
+    from recranker.errors import RecrankerError
+    from recranker.io import atomic_path, read_jsonl, write_json
+    from recranker.llm.model import load_tokenizer
+    from recranker.llm.sft import SFTSettings, check_lengths, to_prompt_completion, train_sft
+    from recranker.tracking import start_run
+
+    datasets.disable_progress_bars()
+    p = params()
+    s = p.llm.dmpo_sft
+    records: list[dict] = []
+    for ds in dmpo_io.train_datasets(p):
+        for row, where in read_jsonl(paths.preferences(ds) / dmpo_io.SFT_FILE, missing="run `preferences`"):
+            to_prompt_completion(row, where)
+            records.append(row)
+    cfg = SFTSettings(
+        seed=p.seed, method=s.method, lora=dmpo_io.lora_settings(p), max_steps=s.max_steps, lr=s.lr,
+        warmup_steps=s.warmup_steps, batch_size=s.batch_size, grad_accum=s.grad_accum, max_length=s.max_length,
+        save_steps=s.save_steps, logging_steps=s.logging_steps, bf16=s.bf16, checkpoint_dir=str(CHECKPOINTS),
+        deepspeed=p.llm.deepspeed,
+    )  # fmt: skip
+    try:
+        check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
+    except RecrankerError as err:
+        raise RecrankerError(f"llm.dmpo_sft.{err}") from None
+    with start_run("dmpo-sft", s.model_dump()) as run, atomic_path(paths.llm("dmpo-sft"), is_dir=True) as tmp:
+        report = train_sft(paths.base_model(), records, [], tmp, cfg)
+        for point in report["curve"]:
+            run.log({"train/loss": point["loss"]}, step=point["step"])
+        metrics = {k: report[k] for k in ("final_train_loss", "steps", "seconds", "tokens", "n_train",
+                                          "train_loss_mean")}
+        metrics["first_train_loss"] = report["curve"][0]["loss"] if report["curve"] else None
+        run.summary(metrics)
+    write_json(paths.METRICS / "dmpo_sft.json", metrics)
+    dmpo_io.write_curve_csv(paths.METRICS / "dmpo_sft_loss.csv", report["curve"])
+    typer.echo(f"dmpo-sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+               f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")
