@@ -90,9 +90,9 @@ def exp_show() -> list:
 
 EXPLAIN = [{"index": 0, "dataset": "ml-100k", "candidates": [
     {"answer": "Toy Story (1995), Heat (1995)", "label": 1, "tokens": ["Toy", " Story", ","],
-     "prob": {"sft": [0.1, 0.5, 0.9], "dmpo": [0.3, 0.6, 0.95]}, "mean_logprob": {"sft": -1.2, "dmpo": -0.7}},
+     "prob": {"sft": [0.1, 0.5, 0.9], "dmpo": [0.3, 0.6, 0.95]}, "mean_prob": {"sft": 0.5, "dmpo": 0.62}},
     {"answer": "Heat (1995), Toy Story (1995)", "label": 0, "tokens": ["Heat", ","],
-     "prob": {"sft": [0.2, 0.8], "dmpo": [0.05, 0.8]}, "mean_logprob": {"sft": -0.9, "dmpo": -1.6}}]}]
+     "prob": {"sft": [0.2, 0.8], "dmpo": [0.05, 0.8]}, "mean_prob": {"sft": 0.5, "dmpo": 0.43}}]}]
 
 
 def make_inputs(rows=None, explanations=EXPLAIN) -> Inputs:

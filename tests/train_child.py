@@ -26,15 +26,16 @@ def sft_records(n: int = 10) -> list[dict]:
              "completion": str(1 + i % 5)} for i in range(n)]
 
 
-def dmpo_records(n: int = 8) -> list[dict]:
-    negs = ["No", "Maybe later", "Never"]
-    return [{"prompt": [{"role": "user", "content": f"The user liked film {i}. Will they like film {i + 1}?"}],
-             "chosen": "Yes", "rejected": negs} for i in range(n)]
+def dmpo_records(n: int = 8, k: int = 3) -> list[dict]:
+    """DMPO samples as the `preferences` stage writes them: k pairwise prompts per sample."""
+    return [{"pairs": [{"prompt": [{"role": "user", "content": f"The user liked film {i}. Order film {i + 1} "
+                                                               f"and film {100 + j}."}],
+                        "chosen": f"film {i + 1}, film {100 + j}", "rejected": f"film {100 + j}, film {i + 1}"}
+                       for j in range(k)]} for i in range(n)]
 
 
 def run(kind: str, spec: dict, callbacks=()) -> dict:
-    from recranker.llm.dmpo import DMPOSettings, train_dmpo
-
+    from recranker.dmpo.train import DMPOSettings, train_dmpo
     from recranker.llm.sft import SFTSettings, train_sft
 
     if kind == "sft":

@@ -254,9 +254,10 @@ def explanation_section(explanations: Sequence[dict] | None) -> Section:
     for ex in explanations:
         for c in ex["candidates"]:
             rows.append([str(ex["index"]), "positive" if c["label"] == 1 else "negative", c["answer"][:60]]
-                        + [fmt(c["mean_logprob"].get(m)) for m in sorted(c["mean_logprob"])])
-    models = sorted(explanations[0]["candidates"][0]["mean_logprob"])
-    sec.tables.append(Table("Mean per-token log-probability", ["Sample", "Label", "Answer"] + models, rows))
+                        + [fmt(c["mean_prob"].get(m)) for m in sorted(c["mean_prob"])])
+    models = sorted(explanations[0]["candidates"][0]["mean_prob"])
+    sec.tables.append(Table("Mean per-token probability (the paper's score)", ["Sample", "Label", "Answer"] + models,
+                            rows))
     for ex in explanations:
         series = []
         for c in ex["candidates"]:
