@@ -106,6 +106,24 @@ def test_pairwise_votes_over_orders_cancel_a_position_answer():
     assert counts["pairs_with_both_orders"] == 2 and counts["consistent_pairs"] == 1
 
 
+def test_an_answer_by_position_leaves_the_backbone_order_with_adjacent_pairs():
+    """Every adjacent pair asked in both orders and answered "the first one": raw win counts give
+    the middle items 1 and the backbone's first and last 0.5 (the top item sinks for nothing);
+    per comparison, every item is even and the hybrid keeps the backbone's order."""
+    cands = [10, 11, 12, 13]
+    rows = []
+    for a, b in itertools.pairwise(cands):
+        rows += [{"user_id": 0, "candidates": [a, b], "scores": [0.9, 0.1]},
+                 {"user_id": 0, "candidates": [b, a], "scores": [0.9, 0.1]}]
+    raw = pair_wins(rows)[0][0]
+    assert raw == {10: 0.5, 11: 1.0, 12: 1.0, 13: 0.5}
+    even = pair_wins(rows, per_comparison=True)[0][0]
+    assert even == {10: 1.0, 11: 1.0, 12: 1.0, 13: 1.0}
+    report, rankings = evaluate_rankings({0: cands}, {0: 10}, {"pairwise": rows})
+    assert rankings["pairwise"][0] == cands and report["pairwise"]["HR@3"] == 1.0
+    assert report["pairwise_consistency"] == 0.0
+
+
 def test_listwise_positions_are_averaged_over_permutations():
     from recranker.ranking import list_positions
 
@@ -140,7 +158,7 @@ def test_vectorised_ranks_equal_the_rerank_formula():
     arr = task_arrays(cands, targets, preds)
     point = {u: {r["candidates"][0]: r["scores"][0] for r in preds["pointwise"] if r["user_id"] == u}
              for u in users}
-    wins = pair_wins(preds["pairwise"])[0]
+    wins = pair_wins(preds["pairwise"], per_comparison=True)[0]
     from recranker.ranking import list_positions
 
     lpos = list_positions(preds["listwise"])

@@ -115,7 +115,8 @@ def evaluate_rankings(
     users = sorted(int(u) for u in targets)
     k_prime = max((len(c) for c in candidates.values()), default=0)
     point = mean_scores_by_user(predictions["pointwise"]) if "pointwise" in predictions else None
-    pair, pair_counts = pair_wins(predictions["pairwise"]) if "pairwise" in predictions else (None, None)
+    pair, pair_counts = (pair_wins(predictions["pairwise"], per_comparison=True) if "pairwise" in predictions
+                         else (None, None))
     lpos = list_positions(predictions["listwise"]) if "listwise" in predictions else None
     tasks = {"pointwise": (point, (1.0, 0.0, 0.0)), "pairwise": (pair, (0.0, 1.0, 0.0)),
              "listwise": (lpos, (0.0, 0.0, 1.0))}

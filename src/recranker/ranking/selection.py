@@ -68,7 +68,7 @@ def task_arrays(
         return out
 
     point = mean_scores_by_user(predictions["pointwise"]) if "pointwise" in predictions else None
-    pair = pair_wins(predictions["pairwise"])[0] if "pairwise" in predictions else None
+    pair = pair_wins(predictions["pairwise"], per_comparison=True)[0] if "pairwise" in predictions else None
     lpos = list_positions(predictions["listwise"]) if "listwise" in predictions else None
     return TaskArrays(users, target_pos, cand >= 0, grid(point, 0.0), grid(pair, 0.0), grid(lpos, float(k)))
 

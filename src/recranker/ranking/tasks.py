@@ -87,7 +87,8 @@ def run_pairwise(backend, instructions: Sequence[Instruction], answers: Sequence
     return pairwise_rows(instructions, list(backend.label_logprobs(_prompts(instructions), list(answers))))
 
 
-def pair_wins(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[int, dict[int, float]], dict[str, int]]:
+def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False
+              ) -> tuple[dict[int, dict[int, float]], dict[str, int]]:
     """Pairwise predictions → (user → item → wins, consistency counts).
 
     Each instruction names a winner (the candidate with the higher score; an exact tie is half a
@@ -95,6 +96,13 @@ def pair_wins(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[int, dict[int, fl
     added to its wins. With the usual two orders: agreeing orders give the preferred item 1 win;
     disagreeing orders share it, 0.5 each (our rule for RecRanker's C2 when the orders
     disagree). A pair is position-consistent when all its orders pick the same item.
+
+    ``per_comparison``: scale an item's wins by (the user's most comparisons per item) / (its own
+    comparisons), i.e. judge it by the share of its comparisons it wins. With adjacent pairs the
+    backbone's first and last items take part in one comparison and the others in two, so raw
+    counts demote the top item even when every answer is a coin flip; scaled, a pairwise answer
+    that carries no information (e.g. always "Yes") leaves the backbone order as it is. With all
+    pairs every item has the same number of comparisons and nothing changes.
     """
     votes: dict[int, dict[frozenset, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -106,15 +114,21 @@ def pair_wins(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[int, dict[int, fl
     pairs = multi = consistent = 0
     for u, by_pair in votes.items():
         w: dict[int, float] = defaultdict(float)
+        n: dict[int, int] = defaultdict(int)
         for pair, vs in by_pair.items():
             a, b = sorted(pair)
             frac_a = float(np.mean([wa if x == a else 1.0 - wa for x, wa in vs]))
             w[a] += frac_a
             w[b] += 1.0 - frac_a
+            n[a] += 1
+            n[b] += 1
             pairs += 1
             if len(vs) > 1:
                 multi += 1
                 consistent += frac_a in (0.0, 1.0)
+        if per_comparison:
+            most = max(n.values())
+            w = {i: v * most / n[i] for i, v in w.items()}
         wins[u] = dict(w)
     return wins, {"pairs": pairs, "pairs_with_both_orders": multi, "consistent_pairs": consistent}
 
