@@ -251,13 +251,15 @@ def explanation_section(explanations: Sequence[dict] | None) -> Section:
         sec.text += " " + NOT_RUN + "."
         return sec
     rows = []
+    key = "mean_prob" if "mean_prob" in explanations[0]["candidates"][0] else "mean_logprob"
     for ex in explanations:
         for c in ex["candidates"]:
             rows.append([str(ex["index"]), "positive" if c["label"] == 1 else "negative", c["answer"][:60]]
-                        + [fmt(c["mean_prob"].get(m)) for m in sorted(c["mean_prob"])])
-    models = sorted(explanations[0]["candidates"][0]["mean_prob"])
-    sec.tables.append(Table("Mean per-token probability (the paper's score)", ["Sample", "Label", "Answer"] + models,
-                            rows))
+                        + [fmt(c[key].get(m)) for m in sorted(c[key])])
+    models = sorted(explanations[0]["candidates"][0][key])
+    title = "Mean per-token probability (the paper's score)" if key == "mean_prob" else \
+        "Mean per-token log-probability (a file written before issue 14)"
+    sec.tables.append(Table(title, ["Sample", "Label", "Answer"] + models, rows))
     for ex in explanations:
         series = []
         for c in ex["candidates"]:
