@@ -44,7 +44,6 @@ def dmpo() -> None:
         batch_size=d.batch_size, grad_accum=d.grad_accum, max_length=d.max_length, save_steps=d.save_steps,
         logging_steps=d.logging_steps, bf16=d.bf16, checkpoint_dir=str(CHECKPOINTS),
         deepspeed=p.llm.deepspeed, init=d.init, precompute_ref=d.precompute_ref,
-        gradient_checkpointing=d.gradient_checkpointing,
         lora=dmpo_io.lora_settings(p) if p.llm.dmpo_sft.method == "lora" else None,
     )  # fmt: skip
     valid: list[dict] = []

@@ -1,5 +1,5 @@
-"""DMPO: the per-negative loss by hand, k=1 equals trl's DPO loss, the pairwise batch layout,
-precomputed reference log-probs, refusal of over-long samples, ln 2 at the start, the loss goes down."""
+"""DMPO: the per-negative loss by hand, k=1 equals trl's DPO loss, the pairwise batch layout, the shared-prefix
+forward, precomputed reference log-probs, refusal of over-long samples, ln 2 at the start, the loss goes down."""
 
 from __future__ import annotations
 
@@ -83,38 +83,82 @@ def batch_for(trainer):
     return next(iter(loader))
 
 
-def test_k1_loss_equals_trl_dpo_loss_on_the_same_batch(tiny_base, tiny_sft, tmp_path):
+def trl_batch(trainer, pair: int = 0):
+    """trl's own DPO batch (its collator: full [chosen; rejected] sequences) of pair ``pair`` of each sample."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    rows = [trainer.train_dataset[i] for i in range(trainer.args.per_device_train_batch_size)]
+    flat = [{key: r[key][pair] for key in ("prompt_ids", "chosen_ids", "rejected_ids")} for r in rows]
+    return DataCollatorForPreference(pad_token_id=trainer.processing_class.pad_token_id)(flat)
+
+
+def nudge_policy(trainer):
+    """Move the policy away from the reference, so comparisons are not trivially ln 2 == ln 2."""
+    with torch.no_grad():
+        for n, p in trainer.model.named_parameters():
+            if ".default." in n and "lora_A" in n:
+                p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+
+
+def test_k1_loss_equals_trl_dpo_loss_on_the_same_pairs(tiny_base, tiny_sft, tmp_path):
     from trl import DPOTrainer
 
     examples = [to_preference(r, 1) for r in prefs(4, k=1)]
     trainer = build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path, k=1, precompute_ref=False),
                             tmp_path / "o")
-    # move the policy away from the reference so the comparison is not trivially ln 2 == ln 2
-    with torch.no_grad():
-        for n, p in trainer.model.named_parameters():
-            if ".default." in n and "lora_A" in n:
-                p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
-    batch = batch_for(trainer)
-    assert batch["input_ids"].shape[0] == 2 * 2  # [chosen; rejected], trl's layout
+    nudge_policy(trainer)
     trainer.model.train()
-    ours = trainer._compute_loss(trainer.model, batch, False)
-    theirs = DPOTrainer._compute_loss(trainer, trainer.model, batch, False)
+    ours = trainer._compute_loss(trainer.model, batch_for(trainer), False)
+    theirs = DPOTrainer._compute_loss(trainer, trainer.model, trl_batch(trainer), False)
     assert abs(ours.item() - math.log(2)) > 1e-4
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_prefix_gives_the_full_sequences_log_probs_and_gradients(tiny_base, tiny_sft, tmp_path):
+    """The prompt encoded once for its 2k answers == each (prompt, answer) run in full, values and grads."""
+    from recranker.dmpo.shared_prefix import batch_logps
+
+    examples = [to_preference(r, 3) for r in prefs(2)]
+    trainer = build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path, precompute_ref=False), tmp_path / "o")
+    nudge_policy(trainer)
+    model = trainer.model
+    batch = batch_for(trainer)
+    sample = batch["samples"][0]
+    assert sample["prefix_ids"].numel() > sample["suffix_ids"].size(1)  # most of the prompt is shared
+    assert sample["suffix_ids"].size(0) == 2 * 3  # chosen_1..3, rejected_1..3
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    shared = batch_logps(model, batch["samples"])  # [2k, B]
+    g_shared = grads(shared.sum())
+    full = []
+    for pair in range(3):
+        b = trl_batch(trainer, pair)
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        logp = torch.log_softmax(out.logits[:, :-1].float(), -1).gather(-1, b["input_ids"][:, 1:, None])[..., 0]
+        full.append((logp * b["completion_mask"][:, 1:]).sum(1).view(2, -1))  # [chosen; rejected] × B
+    full = torch.stack([f[0] for f in full] + [f[1] for f in full])  # [2k, B], the shared layout
+    g_full = grads(full.sum())
+    torch.testing.assert_close(shared, full, rtol=1e-4, atol=1e-4)
+    for n in g_full:
+        torch.testing.assert_close(g_shared[n], g_full[n], rtol=1e-3, atol=1e-5)
 
 
 def test_pairwise_batch_layout_and_precomputed_reference(tiny_base, tiny_sft, tmp_path):
     examples = [to_preference(r, 3) for r in prefs(2)]
     trainer = build_trainer(tiny_sft, tiny_base, examples, settings(tmp_path), tmp_path / "o")
     batch = batch_for(trainer)
-    assert batch["input_ids"].shape[0] == 2 * 2 * 3  # [chosen_1..3; rejected_1..3] × 2 samples
-    assert batch["ref_chosen_logps"].shape == (2, 3)  # precomputed once, per sample and pair
-    # chosen_i and rejected_i of one sample share the pairwise prompt x_i; the x_i differ
+    assert len(batch["samples"]) == 2 and batch["ref_chosen_logps"].shape == (2, 3)  # per sample and pair
+    # each pair's chosen and rejected suffixes share x_i up to the answer; the x_i differ
+    s = batch["samples"][0]
     for i in range(3):
-        c, r = i * 2, 6 + i * 2
-        n_prompt = int(batch["completion_mask"][c].argmax())
-        assert torch.equal(batch["input_ids"][c, :n_prompt], batch["input_ids"][r, :n_prompt])
-    assert not torch.equal(batch["input_ids"][0], batch["input_ids"][2])
+        c, r = i, 3 + i
+        start = int(s["completion_mask"][c].argmax())
+        assert torch.equal(s["suffix_ids"][c, :start], s["suffix_ids"][r, :start])
+    assert not torch.equal(s["suffix_ids"][0], s["suffix_ids"][1])
     # the precomputed values are the reference forward on the same batch
     fresh = trainer.compute_ref_log_probs(trainer.model, {k: v for k, v in batch.items() if "ref_" not in k})
     torch.testing.assert_close(fresh[0], batch["ref_chosen_logps"], rtol=1e-4, atol=1e-4)
@@ -140,13 +184,6 @@ def test_first_loss_is_ln2_and_loss_decreases(tiny_base, tiny_sft, tmp_path):
     assert (tmp_path / "dmpo" / "adapter_config.json").exists()
     assert not (tmp_path / "dmpo" / "ref").exists()  # only the trained adapter is saved
     assert not (tmp_path / "ckpt").exists()
-
-
-def test_gradient_checkpointing_gives_the_same_first_steps(tiny_base, tiny_sft, tmp_path):
-    plain = train_dmpo(tiny_sft, tiny_base, prefs(4), tmp_path / "a", settings(tmp_path, max_steps=3))
-    ckpt = train_dmpo(tiny_sft, tiny_base, prefs(4), tmp_path / "b",
-                      settings(tmp_path, max_steps=3, gradient_checkpointing=True))
-    assert [c["loss"] for c in ckpt["curve"]] == pytest.approx([c["loss"] for c in plain["curve"]], abs=1e-4)
 
 
 def test_init_base_starts_from_the_base_model_with_a_fresh_adapter(tiny_base, tmp_path):

@@ -85,8 +85,6 @@ class DMPOParams(Strict):
     # with a fresh adapter shaped like llm.dmpo_sft.lora — the paper's "DMPO without SFT".
     init: Literal["sft", "base"] = "sft"
     precompute_ref: bool = True  # reference log-probs once, before training
-    # a sample is 2k sequences of ~540 tokens: recompute activations in backward to stay < 8 GiB
-    gradient_checkpointing: bool = True
     bf16: bool = True
 
 
