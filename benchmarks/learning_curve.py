@@ -81,13 +81,12 @@ def main() -> None:
     import datasets
 
     from recranker.io import read_jsonl, write_json
-    from recranker.llm.sft import train_sft
+    from recranker.llm.sft import settings_from, train_sft
     from recranker.prompts.text import RatingScale
     from recranker.ranking import HybridWeights, evaluate_rankings
     from recranker.ranking.selection import select_weights, task_arrays, weight_grid
+    from stages.artifacts import candidates_and_targets
     from stages.common import params
-    from stages.evaluate import load_inputs
-    from stages.sft import settings_from_params
 
     datasets.disable_progress_bars()
     os.chdir(ROOT)
@@ -97,8 +96,8 @@ def main() -> None:
     steps = {max(1, n // bs): n for n in points}
     records = [r for r, _ in read_jsonl(ROOT / f"data/instructions/train/{a.dataset}.jsonl")]
     scale = RatingScale.from_stats(json.loads((ROOT / f"data/processed/{a.dataset}/stats.json").read_text()))
-    test_c, test_t = load_inputs(a.dataset, a.backbone, "test")
-    valid_c, valid_t = load_inputs(a.dataset, a.backbone, "valid")
+    test_c, test_t = candidates_and_targets(a.dataset, a.backbone, "test")
+    valid_c, valid_t = candidates_and_targets(a.dataset, a.backbone, "valid")
     hit_users = {u for u, i in test_t.items() if i in set(test_c.get(u, []))}
     valid_users = None
     if a.max_users:  # a smoke test, not a measurement: the metrics then cover these users only
@@ -109,7 +108,7 @@ def main() -> None:
     rows, t_start = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recranker-curve-") as tmp:
         snaps = {s: Path(tmp) / f"seen-{n}" for s, n in steps.items()}
-        cfg = settings_from_params(p, Path(tmp) / "ckpt")
+        cfg = settings_from(p.llm.sft, seed=p.seed, checkpoint_dir=str(Path(tmp) / "ckpt"), deepspeed=p.llm.deepspeed)
         cfg = replace(cfg, max_steps=max(steps), save_steps=10**9, bf16=a.bf16 or cfg.bf16,
                       lr=a.lr if a.lr is not None else cfg.lr)
         t0 = time.perf_counter()

@@ -44,10 +44,13 @@ def build_instructions(n_users: int, k: int = 10) -> list[dict]:
     """ML-100K test instructions for the first ``n_users`` users, most-popular candidates."""
     import pandas as pd
 
-    from recranker import prompts
     from recranker.data.process import prepare
     from recranker.data.readers import locate_raw, read_raw
-    from recranker.prompts.builders import build_test
+    from recranker.prompts.config import InstructConfig
+    from recranker.prompts.corpus import DatasetContext, make_corpus
+    from recranker.prompts.ranking_rows import build_test
+    from recranker.prompts.templates import domain_for_format
+    from recranker.prompts.text import RatingScale
 
     root = os.environ.get("RECRANKER_DATA") or str(ROOT.parent / "shared" / "data")
     folder = locate_raw("ml-100k", data_root=root, allow_download=False)
@@ -61,12 +64,10 @@ def build_instructions(n_users: int, k: int = 10) -> list[dict]:
         top = [i for i in pop if i not in seen][:k]
         rows += [(u, "test", r + 1, int(i), float(k - r)) for r, i in enumerate(top)]
     cands = pd.DataFrame(rows, columns=["user_id", "split", "rank", "item_id", "score"])
-    cfg = prompts.InstructConfig(
-        dataset="ml-100k", domain=prompts.domain_for_format("ml-100k"),
-        scale=prompts.RatingScale.from_stats(prep.stats), like_threshold=4, dislike_threshold=2,
-        tasks=("pointwise", "pairwise"),
-    )
-    corpus = prompts.make_corpus(inter, prep.items, cfg, 0)
+    cfg = InstructConfig(tasks=["pointwise", "pairwise"], enhance=False, pairwise_both_orders=False)
+    ctx = DatasetContext(name="ml-100k", domain=domain_for_format("ml-100k"),
+                         scale=RatingScale.from_stats(prep.stats), like_threshold=4, dislike_threshold=2)
+    corpus = make_corpus(inter, prep.items, ctx, cfg, 0)
     return list(build_test(corpus, cands, "mostpop", cfg, 0))
 
 

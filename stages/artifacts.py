@@ -88,6 +88,21 @@ def candidates(dataset: str, backbone: str):
     return _parquet(paths.backbone(dataset, backbone) / "candidates.parquet", _backbone(dataset, backbone))
 
 
+def candidates_and_targets(dataset: str, backbone: str, split: str = "test"):
+    """(candidates user → items best first, targets user → held-out item of ``split``): what a
+    re-ranking of ``split`` is evaluated on."""
+    c = candidates(dataset, backbone)
+    missing = {"user_id", "split", "rank", "item_id"} - set(c.columns)
+    if missing:
+        raise RecrankerError(f"candidates.parquet: missing column '{min(missing)}'")
+    c = c[c["split"] == split].sort_values(["user_id", "rank"], kind="stable")
+    cands = {int(u): g["item_id"].astype(int).tolist() for u, g in c.groupby("user_id", sort=True)}
+    inter = interactions(dataset)
+    held = inter[inter["split"] == split]
+    targets = dict(zip(held["user_id"].astype(int).tolist(), held["item_id"].astype(int).tolist()))
+    return cands, targets
+
+
 def user_embeddings(dataset: str, backbone: str):
     """models/backbones/<ds>/<bb>/user_emb.npy."""
     from recranker.io import read_npy

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import dmpo_io, paths
+from stages import artifacts, dmpo_io, paths
 from stages.common import params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo"  # outside the atomically replaced output
@@ -30,6 +30,7 @@ def dmpo() -> None:
     from recranker.dmpo.samples import subsample
     from recranker.dmpo.train import DMPOSettings, train_dmpo
     from recranker.io import atomic_path, write_json
+    from recranker.llm.sft import LoraSettings, settings_from
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
@@ -44,7 +45,7 @@ def dmpo() -> None:
         batch_size=d.batch_size, grad_accum=d.grad_accum, max_length=d.max_length, save_steps=d.save_steps,
         logging_steps=d.logging_steps, bf16=d.bf16, checkpoint_dir=str(CHECKPOINTS),
         deepspeed=p.llm.deepspeed, init=d.init, precompute_ref=d.precompute_ref,
-        lora=dmpo_io.lora_settings(p) if p.llm.dmpo_sft.method == "lora" else None,
+        lora=settings_from(p.llm.dmpo_sft.lora, LoraSettings) if p.llm.dmpo_sft.method == "lora" else None,
     )  # fmt: skip
     valid: list[dict] = []
     for ds in dmpo_io.train_datasets(p) if d.valid_samples else []:
@@ -62,6 +63,6 @@ def dmpo() -> None:
         metrics["init"] = d.init
         run.summary(metrics)
     write_json(paths.METRICS / "dmpo.json", metrics)
-    dmpo_io.write_curve_csv(paths.METRICS / "dmpo_loss.csv", report["curve"])
+    artifacts.write_curve_csv(paths.METRICS / "dmpo_loss.csv", report["curve"])
     typer.echo(f"dmpo: k={d.k}, {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
                f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")

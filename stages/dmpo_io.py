@@ -1,5 +1,5 @@
 """Stage I/O shared by the DMPO branch (`preferences`, `import-preferences`, `dmpo-sft`, `dmpo`,
-`pref-eval`, `pref-backbone`): which preference datasets, their files, the loss-curve CSV.
+`pref-eval`, `pref-backbone`): which preference datasets, and their files.
 Not a stage: no DMPO stage imports another stage module."""
 
 from __future__ import annotations
@@ -40,21 +40,6 @@ def read_preferences(path: Path, k: int) -> list[dict]:
         pairs_of(row, k, where)
         rows.append(row)
     return rows
-
-
-def lora_settings(p):
-    """llm.dmpo_sft.lora as the library's LoraSettings (also DMPO's adapter with init=base)."""
-    from recranker.llm.sft import LoraSettings
-
-    lo = p.llm.dmpo_sft.lora
-    return LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout, target_modules=tuple(lo.target_modules))
-
-
-def write_curve_csv(path: Path, curve: list[dict]) -> None:
-    from recranker.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text("step,loss\n" + "".join(f"{c['step']},{c['loss']:.6f}\n" for c in curve))
 
 
 def dmpo_model(name: str) -> Path:

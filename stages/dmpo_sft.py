@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import dmpo_io, paths
+from stages import artifacts, dmpo_io, paths
 from stages.common import params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo-sft"  # outside the atomically replaced output
@@ -19,7 +19,14 @@ def dmpo_sft() -> None:
     from recranker.errors import RecrankerError
     from recranker.io import atomic_path, read_jsonl, write_json
     from recranker.llm.model import load_tokenizer
-    from recranker.llm.sft import SFTSettings, check_lengths, to_prompt_completion, train_sft
+    from recranker.llm.sft import (
+        LoraSettings,
+        SFTSettings,
+        check_lengths,
+        settings_from,
+        to_prompt_completion,
+        train_sft,
+    )
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()
@@ -31,7 +38,7 @@ def dmpo_sft() -> None:
             to_prompt_completion(row, where)
             records.append(row)
     cfg = SFTSettings(
-        seed=p.seed, method=s.method, lora=dmpo_io.lora_settings(p), max_steps=s.max_steps, lr=s.lr,
+        seed=p.seed, method=s.method, lora=settings_from(s.lora, LoraSettings), max_steps=s.max_steps, lr=s.lr,
         warmup_steps=s.warmup_steps, batch_size=s.batch_size, grad_accum=s.grad_accum, max_length=s.max_length,
         save_steps=s.save_steps, logging_steps=s.logging_steps, bf16=s.bf16, checkpoint_dir=str(CHECKPOINTS),
         deepspeed=p.llm.deepspeed,
@@ -49,6 +56,6 @@ def dmpo_sft() -> None:
         metrics["first_train_loss"] = report["curve"][0]["loss"] if report["curve"] else None
         run.summary(metrics)
     write_json(paths.METRICS / "dmpo_sft.json", metrics)
-    dmpo_io.write_curve_csv(paths.METRICS / "dmpo_sft_loss.csv", report["curve"])
+    artifacts.write_curve_csv(paths.METRICS / "dmpo_sft_loss.csv", report["curve"])
     typer.echo(f"dmpo-sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
                f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")

@@ -16,22 +16,6 @@ from stages import artifacts, paths
 from stages.common import params
 
 
-def load_inputs(dataset: str, backbone: str, split: str = "test"):
-    """(candidates user → items best first, targets user → held-out item of ``split``)."""
-    from recranker.errors import RecrankerError
-
-    c = artifacts.candidates(dataset, backbone)
-    missing = {"user_id", "split", "rank", "item_id"} - set(c.columns)
-    if missing:
-        raise RecrankerError(f"candidates.parquet: missing column '{min(missing)}'")
-    c = c[c["split"] == split].sort_values(["user_id", "rank"], kind="stable")
-    cands = {int(u): g["item_id"].astype(int).tolist() for u, g in c.groupby("user_id", sort=True)}
-    inter = artifacts.interactions(dataset)
-    held = inter[inter["split"] == split]
-    targets = dict(zip(held["user_id"].astype(int).tolist(), held["item_id"].astype(int).tolist()))
-    return cands, targets
-
-
 def evaluate(
     dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets)."),
     backbone: str = typer.Option(..., help="Backbone whose candidates were re-ranked."),
@@ -48,7 +32,7 @@ def evaluate(
     selection = None
     if p.evaluate.weights == "validation":
         w, selection = choose_weights(dataset, backbone, p.rank.tasks, p.evaluate.ks)
-    cands, targets = load_inputs(dataset, backbone)
+    cands, targets = artifacts.candidates_and_targets(dataset, backbone)
     if p.instruct.max_test_users:  # the users the instruct stage wrote test prompts for
         from recranker.data import test_user_subset
 
@@ -85,7 +69,7 @@ def choose_weights(dataset: str, backbone: str, tasks, ks):
     from recranker.errors import RecrankerError
     from recranker.ranking.selection import select_weights, task_arrays, weight_grid
 
-    cands, targets = load_inputs(dataset, backbone, "valid")
+    cands, targets = artifacts.candidates_and_targets(dataset, backbone, "valid")
     preds = artifacts.predictions(dataset, backbone, tasks, "valid")
     ranked = {int(r["user_id"]) for rows in preds.values() for r in rows}
     targets = {u: i for u, i in targets.items() if u in ranked}  # the users the valid prompts cover

@@ -23,8 +23,14 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
 
     import pandas as pd
 
-    from recranker import prompts, sampling
+    from recranker import sampling
     from recranker.io import atomic_path, write_json, write_jsonl
+    from recranker.prompts.corpus import DatasetContext, make_corpus
+    from recranker.prompts.enhance import train_only_predict
+    from recranker.prompts.ranking_rows import build_test, test_stats, valid_users
+    from recranker.prompts.templates import domain_for_format
+    from recranker.prompts.text import RatingScale
+    from recranker.prompts.training import build_training
     from recranker.tracking import start_run
 
     p = params()
@@ -41,18 +47,11 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
         keep = test_user_subset(inter.loc[inter["split"] == "test", "user_id"], ip.max_test_users, p.seed)
         cands = {bb: c[c["user_id"].isin(keep)].reset_index(drop=True) for bb, c in cands.items()}
 
-    cfg = prompts.InstructConfig(
-        dataset=dataset, domain=prompts.domain_for_format(dp.format),
-        scale=prompts.RatingScale.from_stats(stats), like_threshold=dp.like_threshold,
-        dislike_threshold=dp.dislike_threshold, tasks=tuple(ip.tasks), per_occurrence=ip.per_occurrence,
-        history_len=ip.history_len, listwise_size=ip.listwise_size, listwise_liked=ip.listwise_liked,
-        listwise_disliked=ip.listwise_disliked, shuffle_candidates=ip.shuffle_candidates,
-        shuffle_history=ip.shuffle_history, enhance=ip.enhance, n_folds=ip.n_folds,
-        max_title_chars=ip.max_title_chars, n_test_permutations=ip.n_test_permutations,
-        pairwise_test_pairs=ip.pairwise_test_pairs, pairwise_both_orders=ip.pairwise_both_orders,
-        test_rank_hint=ip.test_rank_hint,
-    )  # fmt: skip
-    corpus = prompts.make_corpus(inter, items, cfg, p.seed)
+    ctx = DatasetContext(
+        name=dataset, domain=domain_for_format(dp.format), scale=RatingScale.from_stats(stats),
+        like_threshold=dp.like_threshold, dislike_threshold=dp.dislike_threshold,
+    )
+    corpus = make_corpus(inter, items, ctx, ip, p.seed)
     fit_predict = None
     if ip.enhance:
         import torch
@@ -66,20 +65,20 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
             seed=p.seed, config=ip.rating_mf,
         )  # fmt: skip
         union = pd.concat(cands.values())[["user_id", "item_id"]].drop_duplicates(ignore_index=True)
-        union["rating_pred"] = prompts.train_only_predict(inter, union, fit_predict)
+        union["rating_pred"] = train_only_predict(inter, union, fit_predict)
         cands = {bb: c.merge(union, on=["user_id", "item_id"], how="left") for bb, c in cands.items()}
 
     config = {"dataset": dataset, "seed": p.seed, **ip.model_dump()}
     metrics: dict = {"test": {}}
     with start_run(f"instruct:{dataset}", config) as run:
-        train_rows, metrics["train"] = prompts.build_training(corpus, multiset, cfg, p.seed, fit_predict)
+        train_rows, metrics["train"] = build_training(corpus, multiset, ip, p.seed, fit_predict)
         write_jsonl(paths.train_instructions(dataset), train_rows)
         test_dir = paths.test_instructions(dataset, "any").parent
         with atomic_path(test_dir, is_dir=True) as tmp:
             for bb, c in cands.items():
-                rows = list(prompts.build_test(corpus, c, bb, cfg, p.seed))
+                rows = list(build_test(corpus, c, bb, ip, p.seed))
                 write_jsonl(tmp / f"{bb}.jsonl", rows)
-                metrics["test"][bb] = prompts.test_stats(rows)
+                metrics["test"][bb] = test_stats(rows)
         # Validation prompts choose the hybrid's weights. Only users whose valid item is among
         # the candidates can score under any weights, so only they are ranked (a seeded subset
         # of them with instruct.max_valid_users); their test items play no part.
@@ -87,10 +86,10 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
         metrics["valid"] = {}
         with atomic_path(valid_dir, is_dir=True) as tmp:
             for bb, c in cands.items():
-                users = prompts.valid_users(corpus, c, ip.max_valid_users, p.seed)
-                rows = list(prompts.build_test(corpus, c, bb, cfg, p.seed, split="valid", users=users))
+                users = valid_users(corpus, c, ip.max_valid_users, p.seed)
+                rows = list(build_test(corpus, c, bb, ip, p.seed, split="valid", users=users))
                 write_jsonl(tmp / f"{bb}.jsonl", rows)
-                metrics["valid"][bb] = prompts.test_stats(rows)
+                metrics["valid"][bb] = test_stats(rows)
         write_json(paths.metrics("instruct") / f"{dataset}.json", metrics)
         run.summary({"train_rows": metrics["train"]["rows"],
                      **{f"valid_rows/{bb}": m["rows"] for bb, m in metrics["valid"].items()},

@@ -28,7 +28,7 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
         sft_rows,
     )
     from recranker.io import atomic_path, write_json, write_jsonl
-    from recranker.prompts import domain_for_format
+    from recranker.prompts.templates import domain_for_format
     from recranker.tracking import start_run
 
     p = params()

@@ -32,15 +32,10 @@ def sample(dataset: str = typer.Option(..., help="Dataset name (a key of params.
     bb = sp.embeddings_backbone or p.run.backbones[0]
     if sp.mode == "adaptive":
         emb = artifacts.user_embeddings(dataset, bb)
-    cfg = sampling.SamplingConfig(
-        mode=sp.mode, n_users=sp.n_users, n_importance=sp.n_importance or sp.n_users,
-        n_cluster=sp.n_cluster or sp.n_users, n_clusters=sp.n_clusters, penalty=sp.penalty,
-        kmeans_n_init=sp.kmeans_n_init,
-    )
     config = {"dataset": dataset, "seed": p.seed, "embeddings_backbone": bb, **sp.model_dump()}
     with start_run(f"sample:{dataset}", config) as run:
-        result = sampling.sample_users(q, emb, cfg, seed=p.seed)
-        out = sampling.users_json(result, q, cfg)
+        result = sampling.sample_users(q, emb, sp, seed=p.seed)
+        out = sampling.users_json(result, q, sp)
         out["config"] = config
         write_json(paths.sampled(dataset) / "users.json", out)
         write_json(paths.metrics("sample") / f"{dataset}.json", out["metrics"])

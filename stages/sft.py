@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from stages import artifacts, paths
 from stages.common import params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "sft"  # outside the atomically replaced output
-
-
-def settings_from_params(p, checkpoint_dir: Path):
-    from recranker.llm.sft import LoraSettings, SFTSettings
-
-    s = p.llm.sft
-    return SFTSettings(
-        seed=p.seed,
-        method=s.method,
-        lora=LoraSettings(**s.lora.model_dump()),
-        max_steps=s.max_steps,
-        lr=s.lr,
-        warmup_steps=s.warmup_steps,
-        batch_size=s.batch_size,
-        grad_accum=s.grad_accum,
-        max_length=s.max_length,
-        eval_steps=s.eval_steps,
-        save_steps=s.save_steps,
-        logging_steps=s.logging_steps,
-        weight_decay=s.weight_decay,
-        bf16=s.bf16,
-        group_by_length=s.group_by_length,
-        checkpoint_dir=str(checkpoint_dir),
-        deepspeed=p.llm.deepspeed,
-    )
 
 
 def sft() -> None:
@@ -44,7 +17,13 @@ def sft() -> None:
     from recranker.errors import ParamError, RecrankerError
     from recranker.io import atomic_path, write_json
     from recranker.llm.model import load_tokenizer
-    from recranker.llm.sft import check_lengths, split_eval, to_prompt_completion, train_sft
+    from recranker.llm.sft import (
+        check_lengths,
+        settings_from,
+        split_eval,
+        to_prompt_completion,
+        train_sft,
+    )
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
@@ -53,7 +32,7 @@ def sft() -> None:
     for ds in p.run.datasets:
         records += artifacts.train_instructions(ds, to_prompt_completion)
     train, evals = split_eval(records, p.llm.sft.eval_fraction, p.llm.sft.max_eval, p.seed)
-    cfg = settings_from_params(p, CHECKPOINTS)
+    cfg = settings_from(p.llm.sft, seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed)
     try:
         check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
     except RecrankerError as err:

@@ -16,7 +16,7 @@ from recranker.dmpo.samples import (
     sft_rows,
 )
 from recranker.errors import RecrankerError
-from recranker.prompts import DOMAINS
+from recranker.prompts.templates import DOMAINS
 
 
 def make_data(n_users=60, n_items=150, seed=0):

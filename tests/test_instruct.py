@@ -9,14 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recranker.prompts import (
-    DOMAINS,
-    InstructConfig,
-    RatingScale,
-    build_test,
-    build_training,
-    make_corpus,
-)
+from recranker.prompts.config import InstructConfig
+from recranker.prompts.corpus import DatasetContext, make_corpus
+from recranker.prompts.ranking_rows import build_test
+from recranker.prompts.templates import DOMAINS
+from recranker.prompts.text import RatingScale
+from recranker.prompts.training import build_training
 from recranker.ranking import ListwiseParser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +55,14 @@ def make_candidates(inter, k=6, seed=0):
 
 
 def config(**kw):
-    base = {"dataset": "toy", "domain": DOMAINS["movie"], "scale": RatingScale(1, 5), "like_threshold": 4,
-                "dislike_threshold": 2, "listwise_size": 6, "history_len": 8}
+    base = {"listwise_size": 6, "history_len": 8, "pairwise_both_orders": False, "enhance": False}
     base.update(kw)
     return InstructConfig(**base)
+
+
+def context(**kw):
+    return DatasetContext(**{"name": "toy", "domain": DOMAINS["movie"], "scale": RatingScale(1, 5),
+                             "like_threshold": 4, "dislike_threshold": 2, **kw})
 
 
 def item_mean(train, query):
@@ -75,7 +77,7 @@ MULTISET = [(u, 1 + u % 3) for u in range(0, 40, 2)]
 def test_training_answers_follow_the_ratings():
     inter, items = make_data()
     cfg = config(enhance=True)
-    corpus = make_corpus(inter, items, cfg, seed=1)
+    corpus = make_corpus(inter, items, context(), cfg, seed=1)
     rows, stats = build_training(corpus, MULTISET, cfg, 1, item_mean)
     assert stats["per_task"] == {t: sum(m for _, m in MULTISET) for t in cfg.tasks}
     train = inter[inter["split"] == "train"]
@@ -116,7 +118,7 @@ def test_training_is_deterministic_and_seeded():
     cfg = config(shuffle_history=True)
 
     def dump(seed):
-        rows, _ = build_training(make_corpus(inter, items, cfg, seed), MULTISET, cfg, seed)
+        rows, _ = build_training(make_corpus(inter, items, context(), cfg, seed), MULTISET, cfg, seed)
         return json.dumps(rows, sort_keys=True)
 
     assert dump(3) == dump(3)
@@ -126,11 +128,11 @@ def test_training_is_deterministic_and_seeded():
 def test_position_shifting_randomises_positions():
     inter, items = make_data()
     cfg = config()
-    rows, _ = build_training(make_corpus(inter, items, cfg, 0), MULTISET * 3, cfg, 0)
+    rows, _ = build_training(make_corpus(inter, items, context(), cfg, 0), MULTISET * 3, cfg, 0)
     top_pos = [ListwiseParser([""] * 6).parse(r["completion"]).order[0] for r in rows if r["task"] == "listwise"]
     assert len(set(top_pos)) >= 4  # the best candidate is not always shown in the same place
     fixed = config(shuffle_candidates=False)
-    rows, _ = build_training(make_corpus(inter, items, fixed, 0), MULTISET, fixed, 0)
+    rows, _ = build_training(make_corpus(inter, items, context(), fixed, 0), MULTISET, fixed, 0)
     assert all(r["candidates"] == sorted(r["candidates"]) for r in rows)
 
 
@@ -139,7 +141,7 @@ def test_test_prompts_share_a_byte_identical_user_prefix():
     cand = make_candidates(inter)
     cand["rating_pred"] = 3.0 + (cand["item_id"] % 7) / 7
     cfg = config(enhance=True, n_test_permutations=2, shuffle_history=True)
-    corpus = make_corpus(inter, items, cfg, 0)
+    corpus = make_corpus(inter, items, context(), cfg, 0)
     rows = list(build_test(corpus, cand, "mf", cfg, 0))
     groups = defaultdict(list)
     for r in rows:
@@ -179,7 +181,7 @@ def test_pointwise_is_emitted_once_when_history_is_fixed_and_pairs_modes():
     inter, items = make_data()
     cand = make_candidates(inter)
     cfg = config(n_test_permutations=3, pairwise_test_pairs="all", pairwise_both_orders=True)
-    rows = list(build_test(make_corpus(inter, items, cfg, 0), cand, "mf", cfg, 0))
+    rows = list(build_test(make_corpus(inter, items, context(), cfg, 0), cand, "mf", cfg, 0))
     u0 = [r for r in rows if r["user_id"] == 0]
     assert {r["meta"]["perm"] for r in u0 if r["task"] == "pointwise"} == {0}
     assert sum(r["task"] == "pairwise" for r in u0) == 3 * 15 * 2
@@ -189,8 +191,9 @@ def test_pointwise_is_emitted_once_when_history_is_fixed_and_pairs_modes():
 def test_ten_point_scale_uses_one_digit_answers():
     inter, items = make_data()
     inter["rating"] = inter["rating"] * 2  # 2..10 on a 1–10 scale
-    cfg = config(scale=RatingScale(1, 10), like_threshold=8, dislike_threshold=4, tasks=("pointwise",))
-    rows, _ = build_training(make_corpus(inter, items, cfg, 0), MULTISET, cfg, 0)
+    cfg = config(tasks=("pointwise",))
+    ctx = context(scale=RatingScale(1, 10), like_threshold=8, dislike_threshold=4)
+    rows, _ = build_training(make_corpus(inter, items, ctx, cfg, 0), MULTISET, cfg, 0)
     assert all(r["completion"] in [str(d) for d in range(10)] for r in rows)
     assert "on a scale of 0 to 9" in rows[0]["messages"][1]["content"]
 

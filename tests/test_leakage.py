@@ -15,17 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recranker.prompts import (
-    DOMAINS,
-    InstructConfig,
-    RatingScale,
-    build_test,
-    build_training,
-    make_corpus,
-    train_only_predict,
-)
-from recranker.prompts.builders import plan_training, training_hints
-from recranker.prompts.enhance import crossfit_predict
+from recranker.prompts.config import InstructConfig
+from recranker.prompts.corpus import DatasetContext, make_corpus
+from recranker.prompts.enhance import crossfit_predict, train_only_predict
+from recranker.prompts.ranking_rows import build_test
+from recranker.prompts.templates import DOMAINS
+from recranker.prompts.text import RatingScale
+from recranker.prompts.training import build_training, plan_training, training_hints
 
 N_USERS, SHARED = 30, 90
 
@@ -59,9 +55,12 @@ def candidates(inter, k=5):
 
 
 def cfg(**kw):
-    base = {"dataset": "leak", "domain": DOMAINS["movie"], "scale": RatingScale(1, 5), "like_threshold": 4,
-                "dislike_threshold": 2, "listwise_size": 5, "history_len": 30, "enhance": True, "n_folds": 3}
+    base = {"listwise_size": 5, "history_len": 30, "enhance": True, "n_folds": 3, "pairwise_both_orders": False}
     return InstructConfig(**{**base, **kw})
+
+
+CTX = DatasetContext(name="leak", domain=DOMAINS["movie"], scale=RatingScale(1, 5), like_threshold=4,
+                     dislike_threshold=2)
 
 
 def item_mean(train, query):
@@ -90,7 +89,7 @@ def perturb_heldout(inter, splits=("valid", "test"), seed=1):
 def test_training_never_shows_a_users_valid_or_test_item():
     inter, items = make_data()
     c = cfg(shuffle_history=True)
-    rows, _ = build_training(make_corpus(inter, items, c, 0), MULTISET, c, 0, item_mean)
+    rows, _ = build_training(make_corpus(inter, items, CTX, c, 0), MULTISET, c, 0, item_mean)
     assert {r["task"] for r in rows} == {"pointwise", "pairwise", "listwise"}
     for r in rows:
         u = r["user_id"]
@@ -107,7 +106,7 @@ def test_training_rows_ignore_valid_and_test_ratings(model):
     c = cfg()
 
     def build(data):
-        rows, _ = build_training(make_corpus(data, items, c, 0), MULTISET, c, 0, fit)
+        rows, _ = build_training(make_corpus(data, items, CTX, c, 0), MULTISET, c, 0, fit)
         return json.dumps(rows, sort_keys=True)
 
     assert build(inter) == build(perturb_heldout(inter))
@@ -135,7 +134,7 @@ def corpus_folds(corpus):
 def test_training_hints_never_come_from_the_instructions_own_labels():
     inter, items = make_data()
     c = cfg()
-    corpus = make_corpus(inter, items, c, 0)
+    corpus = make_corpus(inter, items, CTX, c, 0)
     plans, _ = plan_training(corpus, MULTISET[:12], c, 0)
     plans = [p for p in plans if any(not np.isnan(r) for r in p.ratings)]
     clean = training_hints(corpus, plans, item_mean, c.n_folds)
@@ -161,7 +160,7 @@ def test_test_hints_use_a_model_fitted_on_train_only():
     def build(data, predict):
         cc = cand.copy()
         cc["rating_pred"] = predict(data, cc)
-        return list(build_test(make_corpus(data, items, c, 0), cc, "mf", c, 0))
+        return list(build_test(make_corpus(data, items, CTX, c, 0), cc, "mf", c, 0))
 
     def hints(rows):
         return [r["meta"]["hint"] for r in rows]
@@ -181,7 +180,7 @@ def test_test_hints_use_a_model_fitted_on_train_only():
 def test_test_history_never_shows_the_test_item():
     inter, items = make_data()
     c = cfg(enhance=False)
-    rows = list(build_test(make_corpus(inter, items, c, 0), candidates(inter), "mf", c, 0))
+    rows = list(build_test(make_corpus(inter, items, CTX, c, 0), candidates(inter), "mf", c, 0))
     for r in rows:
         u = r["user_id"]
         prefix = r["messages"][1]["content"][: r["meta"]["prefix_chars"]]

@@ -44,6 +44,14 @@ def run_stage(cwd: Path, params_text: str | bytes, *argv: str, quiet: bool = Tru
         ("datasets:\n  ml-100k: {format: ml-100k, seed: -3}\n", "datasets.ml-100k.seed: Input should be greater"),
         ("backbone:\n  mf: {lr: .inf}\n", "backbone.mf.lr: Input should be a finite number"),
         ("evaluate:\n  hybrid: {c1: .nan}\n", "evaluate.hybrid.c1: Input should be a finite number"),
+        # sections declared by the library (recranker.sampling, recranker.prompts.config)
+        ("sampling:\n  penalty: 1.5\n", "sampling.penalty: Input should be less than or equal to 1"),
+        ("sampling:\n  n_importance: 0\n", "sampling.n_importance: Input should be greater than or equal to 1"),
+        ("sampling:\n  embeddings: mf\n", "sampling.embeddings: unknown key"),
+        ("instruct:\n  listwise_size: 27\n", "instruct.listwise_size: Input should be less than or equal to 26"),
+        ("instruct:\n  listwise_liked: 6\n  listwise_disliked: 6\n",
+         "instruct: Value error, listwise_liked + listwise_disliked must not exceed listwise_size"),
+        ("instruct:\n  max_test_users: -1\n", "instruct.max_test_users: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, text, expected):

@@ -18,7 +18,7 @@ from recranker.dmpo.backbones import (
 )
 from recranker.dmpo.samples import PreferenceConfig, build_preferences
 from recranker.errors import RecrankerError
-from recranker.prompts import DOMAINS
+from recranker.prompts.templates import DOMAINS
 
 torch = pytest.importorskip("torch")
 

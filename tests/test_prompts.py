@@ -3,8 +3,9 @@
 import pytest
 
 from recranker.errors import RecrankerError
-from recranker.prompts import DOMAINS, RatingScale, clean_text
 from recranker.prompts import templates as T
+from recranker.prompts.templates import DOMAINS
+from recranker.prompts.text import RatingScale, clean_text
 from recranker.ranking import ListwiseParser
 
 NASTY = [

@@ -33,9 +33,12 @@ def _tokenizer():
 def make_project(root: Path, tasks=("pointwise", "pairwise", "listwise"), adapter: bool = False,
                  both_orders: bool = True, extra_rank: str = "") -> Path:
     """Processed data, backbone candidates, test instructions (the real builder), a tiny model."""
-    from recranker import prompts
     from recranker.llm.model import save_base, tiny_random_model
-    from recranker.prompts.builders import build_test
+    from recranker.prompts.config import InstructConfig
+    from recranker.prompts.corpus import DatasetContext, make_corpus
+    from recranker.prompts.ranking_rows import build_test, valid_users
+    from recranker.prompts.templates import domain_for_format
+    from recranker.prompts.text import RatingScale
 
     rng = np.random.default_rng(0)
     rows = []
@@ -72,18 +75,16 @@ def make_project(root: Path, tasks=("pointwise", "pairwise", "listwise"), adapte
     bb.mkdir(parents=True)
     cands.to_parquet(bb / "candidates.parquet", index=False)
 
-    cfg = prompts.InstructConfig(
-        dataset="toy", domain=prompts.domain_for_format("ml-100k"), scale=prompts.RatingScale(1, 5),
-        like_threshold=4, dislike_threshold=2, tasks=tuple(tasks), pairwise_both_orders=both_orders,
-        n_test_permutations=2,
-    )
-    corpus = prompts.make_corpus(inter, items, cfg, 0)
+    cfg = InstructConfig(tasks=list(tasks), pairwise_both_orders=both_orders, n_test_permutations=2, enhance=False)
+    ctx = DatasetContext(name="toy", domain=domain_for_format("ml-100k"), scale=RatingScale(1, 5),
+                         like_threshold=4, dislike_threshold=2)
+    corpus = make_corpus(inter, items, ctx, cfg, 0)
     test_rows = list(build_test(corpus, cands, "mf", cfg, 0))
     inst = root / "data/instructions/test/toy"
     inst.mkdir(parents=True)
     (inst / "mf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test_rows))
     valid_rows = list(build_test(corpus, cands, "mf", cfg, 0, split="valid",
-                                 users=prompts.valid_users(corpus, cands, 0, 0)))
+                                 users=valid_users(corpus, cands, 0, 0)))
     vinst = root / "data/instructions/valid/toy"
     vinst.mkdir(parents=True)
     (vinst / "mf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in valid_rows))

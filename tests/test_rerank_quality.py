@@ -7,15 +7,12 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from test_instruct import config, make_candidates, make_data
+from test_instruct import config, context, make_candidates, make_data
 
 from recranker.metrics import rank_of
-from recranker.prompts import (
-    build_test,
-    build_training,
-    listwise_order,
-    make_corpus,
-)
+from recranker.prompts.corpus import make_corpus
+from recranker.prompts.ranking_rows import build_test
+from recranker.prompts.training import build_training, listwise_order
 from recranker.ranking import (
     HybridWeights,
     ListwiseParser,
@@ -54,7 +51,7 @@ def test_tied_candidates_are_ordered_by_item_not_by_position():
 def test_listwise_training_answers_do_not_follow_the_shown_order_among_ties():
     inter, items = make_data(n_users=40)
     cfg = config(tasks=("listwise",))
-    corpus = make_corpus(inter, items, cfg, seed=0)
+    corpus = make_corpus(inter, items, context(), cfg, seed=0)
     rows, _ = build_training(corpus, [(u, 3) for u in range(40)], cfg, seed=0)
     agree = total = 0
     for r in rows:
@@ -75,7 +72,7 @@ def test_listwise_training_answers_do_not_follow_the_shown_order_among_ties():
 def _test_rows(**kw):
     inter, items = make_data()
     cfg = config(**kw)
-    corpus = make_corpus(inter, items, cfg, seed=0)
+    corpus = make_corpus(inter, items, context(), cfg, seed=0)
     return list(build_test(corpus, make_candidates(inter), "bb", cfg, seed=0))
 
 

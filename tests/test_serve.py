@@ -58,7 +58,7 @@ def test_generation_with_worker_processes(backend):
 
 
 def test_listwise_generate_mode_with_worker_processes(backend):
-    from recranker.prompts import RatingScale
+    from recranker.prompts.text import RatingScale
     from recranker.ranking.instructions import Instruction
     from recranker.ranking.tasks import run_tasks
 

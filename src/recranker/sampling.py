@@ -33,21 +33,32 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from recranker.errors import RecrankerError
+from recranker.schema import Section
 
 
-@dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(Section):
     """Hyper-parameters of :func:`sample_users` (sizes are multiset sizes)."""
 
-    mode: Literal["uniform", "adaptive"] = "adaptive"
-    n_users: int = 200  # N, size of the final multiset U_ins
-    n_importance: int = 200  # N1
-    n_cluster: int = 200  # N2
-    n_clusters: int = 10  # K
-    penalty: float = 0.92  # C
-    kmeans_n_init: int = 10
+    mode: Literal["uniform", "adaptive"] = Field("adaptive", description="adaptive (eq. 2-4) or uniform (the ablation)")
+    n_users: int = Field(200, ge=1, description="N, size of the final multiset U_ins")
+    n_importance: int | None = Field(None, ge=1, description="N1, size of U1 (None: n_users)")
+    n_cluster: int | None = Field(None, ge=1, description="N2, size of U2 (None: n_users)")
+    n_clusters: int = Field(10, ge=1, description="K of K-means")
+    penalty: float = Field(0.92, gt=0, le=1, description="C of the repetition penalty")
+    kmeans_n_init: int = Field(10, ge=1, description="K-means restarts")
+
+    @property
+    def n1(self) -> int:
+        """|U1|: ``n_importance``, or ``n_users``."""
+        return self.n_importance or self.n_users
+
+    @property
+    def n2(self) -> int:
+        """|U2|: ``n_cluster``, or ``n_users``."""
+        return self.n_cluster or self.n_users
 
 
 @dataclass(frozen=True)
@@ -144,9 +155,9 @@ def sample_users(
         raise RecrankerError(
             f"sampling: user embeddings have {len(embeddings)} rows, the data has {n} users"
         )
-    u1 = draw(importance_probabilities(q), config.n_importance, rng)
+    u1 = draw(importance_probabilities(q), config.n1, rng)
     labels = cluster_labels(embeddings, config.n_clusters, seed, config.kmeans_n_init)
-    u2 = draw(cluster_probabilities(labels), config.n_cluster, rng)
+    u2 = draw(cluster_probabilities(labels), config.n2, rng)
     final = draw(repetition_probabilities(u1 + u2, config.penalty), config.n_users, rng)
     return SampleResult(final, u1, u2, labels)
 

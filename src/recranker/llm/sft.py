@@ -65,6 +65,19 @@ class SFTSettings(TrainSettings):
     lora: LoraSettings = field(default_factory=LoraSettings)
 
 
+def settings_from(section: Any, cls: type = SFTSettings, **context: Any) -> Any:
+    """CLS (:class:`SFTSettings`, a subclass, or :class:`LoraSettings`) from a hyper-parameter section
+    with the same field names (pydantic model; fields CLS lacks are the caller's) and CONTEXT
+    (``seed``, ``checkpoint_dir``, ``deepspeed``, ...): one conversion, no field copied by hand."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(cls)}
+    values = {k: v for k, v in section.model_dump().items() if k in names}
+    if isinstance(values.get("lora"), dict):
+        values["lora"] = LoraSettings(**values["lora"])
+    return cls(**values, **context)
+
+
 def to_prompt_completion(record: dict[str, Any], where: str = "record") -> dict[str, Any]:
     """One instruction record → trl's conversational ``{"prompt", "completion"}`` example."""
     messages = record.get("messages")

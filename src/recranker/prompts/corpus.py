@@ -10,15 +10,31 @@ What each side may see:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from recranker.errors import RecrankerError
 
+from . import templates as T
+from .config import InstructConfig
 from .enhance import assign_folds, preference_level
-from .text import clean_text
+from .text import RatingScale, clean_text
 
 REQUIRED = ("user_id", "item_id", "rating", "timestamp", "split")
+
+
+@dataclass(frozen=True)
+class DatasetContext:
+    """The dataset the instructions are built for (not hyper-parameters: they follow from it)."""
+
+    name: str  # the dataset's name (row ids)
+    domain: T.Domain  # wording of its items ("movie", "book", ...)
+    scale: RatingScale  # its rating scale (pointwise answers)
+    like_threshold: float  # rating ≥ this: liked
+    dislike_threshold: float  # rating ≤ this: disliked
+
 
 
 class Corpus:
@@ -34,7 +50,9 @@ class Corpus:
         n_folds: int,
         seed: int,
         max_title_chars: int = 100,
+        ctx: DatasetContext | None = None,
     ):
+        self.ctx = ctx  # the dataset's name, domain wording, rating scale and thresholds
         missing = [c for c in REQUIRED if c not in interactions.columns]
         if missing:
             raise RecrankerError(f"interactions: missing column '{missing[0]}'")
@@ -119,3 +137,12 @@ class Corpus:
                     if len(out) == k:
                         break
         return out
+
+
+def make_corpus(interactions: pd.DataFrame, items: pd.DataFrame, ctx: DatasetContext, cfg: InstructConfig,
+                seed: int) -> Corpus:
+    """The :class:`Corpus` of one dataset, with its context attached (``corpus.ctx``)."""
+    return Corpus(
+        interactions, items, like=ctx.like_threshold, dislike=ctx.dislike_threshold,
+        n_folds=cfg.n_folds, seed=seed, max_title_chars=cfg.max_title_chars, ctx=ctx,
+    )
