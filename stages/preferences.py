@@ -41,7 +41,7 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
         dataset=dataset, domain=domain_for_format(dp.format), positive_above=pp.positive_above,
         min_positives=pp.min_positives, min_negatives=pp.min_negatives, history_len=pp.history_len,
         min_history=pp.min_history, k_negatives=pp.k_negatives, n_train=pp.n_train,
-        n_valid=pp.n_valid, n_test=pp.n_test, max_title_chars=pp.max_title_chars,
+        n_valid=pp.n_valid, n_test=pp.n_test, test_per_user=pp.test_per_user, max_title_chars=pp.max_title_chars,
     )  # fmt: skip
     with start_run(f"preferences:{dataset}", {"dataset": dataset, "seed": p.seed, **pp.model_dump()}) as run:
         splits = build_preferences(inter, items, cfg, p.seed)

@@ -35,6 +35,7 @@ class PreferenceParams(Strict):
     n_train: int = Field(100, ge=0)
     n_valid: int = Field(100, ge=0)
     n_test: int = Field(1000, ge=0)
+    test_per_user: int = Field(2, ge=1)  # test pairs per test user (latest positives first)
     splits: list[Literal["train", "valid", "test"]] = ["train"]  # interactions used
     max_title_chars: int = Field(100, ge=8)
     # Named datasets imported by `recranker import-preferences --name NAME` (usable in
