@@ -47,9 +47,9 @@ def dmpo_model(name: str) -> Path:
     return paths.llm({"sft": "dmpo-sft", "dmpo": "dmpo"}[name])
 
 
-def valid_auc(model_dir: Path, p) -> dict:
-    """AUC (llm.pref_eval.score, 95% interval) of a trained model on the valid pairs of the training
-    datasets (llm.dmpo.valid_samples of them; none: {}) — never the test pairs."""
+def valid_auc(model_dir: Path | None, p) -> dict:
+    """AUC (llm.pref_eval.score, 95% interval) of a trained model (None: the base model) on the valid
+    pairs of the training datasets (llm.dmpo.valid_samples of them; none: {}) — never the test pairs."""
     from recranker.dmpo.evaluate import bootstrap_draws, preference_metrics, score_records
     from recranker.dmpo.samples import subsample
     from recranker.llm.backends.hf import load_hf
