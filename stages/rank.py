@@ -25,7 +25,8 @@ def rank(
     from recranker.llm.backends.base import Sampling
     from recranker.llm.backends.factory import make_backend
     from recranker.prompts.text import RatingScale
-    from recranker.ranking import parse_instruction, run_tasks
+    from recranker.ranking.instructions import parse_instruction
+    from recranker.ranking.tasks import run_tasks
     from recranker.tracking import start_run
 
     p = params()

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from recranker.ranking.config import HybridWeights
 from recranker.tasks import TASKS, Task
 
 from .base import Strict
@@ -65,20 +66,9 @@ class RankParams(Strict):
     vllm: VLLMParams = VLLMParams()
 
 
-class HybridParams(Strict):
-    """RecRanker's hybrid ranking (paper defaults)."""
-
-    c1: float = 0.05
-    c2: float = 0.5
-    c3: float = 0.025
-    a1: float = Field(1 / 3, ge=0)
-    a2: float = Field(1 / 3, ge=0)
-    a3: float = Field(1 / 3, ge=0)
-
-
 class EvaluateParams(Strict):
     ks: list[int] = [3, 5]
-    hybrid: HybridParams = HybridParams()  # the paper's weights (used as given with weights: paper)
+    hybrid: HybridWeights = HybridWeights()  # the paper's weights (used as given with weights: paper)
     # validation: C1-C3 and a1-a3 chosen on the valid split's predictions (rank --split valid) from
     # a grid that starts with `hybrid`; paper: `hybrid` as given.
     weights: Literal["validation", "paper"] = "validation"
