@@ -66,6 +66,9 @@ def run_stage(cwd: Path, params_text: str | bytes, *argv: str, quiet: bool = Tru
         ("preferences:\n  dataset: ml-100k\n", "preferences.dataset: unknown key"),
         ("evaluate:\n  hybrid: {a2: -0.5}\n", "evaluate.hybrid.a2: Input should be greater than or equal to 0"),
         ("evaluate:\n  hybrid: {c4: 1}\n", "evaluate.hybrid.c4: unknown key"),
+        ("rank:\n  sampling: {top_p: 0}\n", "rank.sampling.top_p: Input should be greater than 0"),
+        ("rank:\n  sampling: {seed: 1}\n", "rank.sampling.seed: unknown key"),
+        ("rank:\n  openai: {top_logprobs: 21}\n", "rank.openai.top_logprobs: Input should be less than or equal to 20"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, text, expected):

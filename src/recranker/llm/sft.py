@@ -257,6 +257,8 @@ def train_sft(
 ) -> dict[str, Any]:
     """Instruction-tune the model in ``base_dir``; write the adapter (or full model) + tokenizer + log.
 
+    ``cfg``: an SFT section (:class:`~recranker.llm.config.SFTSettings`, DMPO's
+    :class:`~recranker.dmpo.config.DMPOSFTSettings`) with its run context (``with_run``).
     ``out_dir`` receives the peft adapter (LoRA) or the full model (``method="full"``), the
     tokenizer and ``training_log.json``. Checkpoints go to ``cfg.checkpoint_dir`` and are removed
     after success; an interrupted run called again with the same settings resumes from there.
