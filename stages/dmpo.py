@@ -11,18 +11,6 @@ from stages.common import params
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo"  # outside the atomically replaced output
 
 
-def _valid_auc(model_dir, valid: list[dict], p) -> dict:
-    """AUC (llm.pref_eval.score, with its 95% interval) of the trained model on the valid pairs."""
-    from recranker.dmpo.evaluate import bootstrap_draws, preference_metrics, score_records
-    from recranker.llm.backends.hf import load_hf
-
-    e = p.llm.pref_eval
-    model, tokenizer = load_hf(paths.base_model(), model_dir, e.dtype)
-    scored = score_records(model, tokenizer, valid, batch_size=e.batch_size, max_length=e.max_length)
-    m = preference_metrics(scored, e.score, bootstrap_draws(len(valid), e.bootstrap, p.seed) if e.bootstrap else None)
-    return {"valid_auc": m["auc"], "valid_auc_ci95": m.get("auc_ci95"), "valid_samples": len(valid)}
-
-
 def dmpo() -> None:
     """Train models/llm/dmpo/; metrics/dmpo.json; metrics/dmpo_loss.csv."""
     import datasets
@@ -41,18 +29,13 @@ def dmpo() -> None:
     records = subsample(records, d.max_train, p.seed)
     lora = p.llm.dmpo_sft.lora if p.llm.dmpo_sft.method == "lora" else None  # the adapter of init: base
     cfg = d.with_run(seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed, lora=lora)
-    valid: list[dict] = []
-    for ds in dmpo_io.train_datasets(p) if d.valid_samples else []:
-        valid += dmpo_io.read_preferences(paths.preferences(ds) / dmpo_io.VALID_FILE, k=1)
-    valid = subsample(valid, d.valid_samples, p.seed)
     with start_run("dmpo", d.model_dump()) as run, atomic_path(paths.llm("dmpo"), is_dir=True) as tmp:
         report = train_dmpo(paths.llm("dmpo-sft"), paths.base_model(), records, tmp, cfg)
         for point in report["curve"]:
             run.log({"train/loss": point["loss"]}, step=point["step"])
         metrics = {k: report[k] for k in ("k", "beta", "steps", "seconds", "n_train", "first_train_loss",
                                           "final_train_loss", "final_reward_margin", "final_reward_accuracy")}
-        if valid:  # what llm.dmpo.lr / max_steps are chosen on (never the test pairs)
-            metrics.update(_valid_auc(tmp, valid, p))
+        metrics.update(dmpo_io.valid_auc(tmp, p))  # what llm.dmpo.lr / max_steps are chosen on
         metrics["datasets"] = dmpo_io.train_datasets(p)
         metrics["init"] = d.init
         run.summary(metrics)

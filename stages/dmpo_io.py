@@ -45,3 +45,24 @@ def read_preferences(path: Path, k: int) -> list[dict]:
 def dmpo_model(name: str) -> Path:
     """pref-eval's model names → model dirs: "sft" is DMPO's own SFT (models/llm/dmpo-sft)."""
     return paths.llm({"sft": "dmpo-sft", "dmpo": "dmpo"}[name])
+
+
+def valid_auc(model_dir: Path | None, p) -> dict:
+    """AUC (llm.pref_eval.score, 95% interval) of a trained model (None: the base model) on the valid
+    pairs of the training datasets (llm.dmpo.valid_samples of them; none: {}) — never the test pairs."""
+    from recranker.dmpo.evaluate import bootstrap_draws, preference_metrics, score_records
+    from recranker.dmpo.samples import subsample
+    from recranker.llm.backends.hf import load_hf
+
+    n = p.llm.dmpo.valid_samples
+    valid: list[dict] = []
+    for ds in train_datasets(p) if n else []:
+        valid += read_preferences(paths.preferences(ds) / VALID_FILE, k=1)
+    valid = subsample(valid, n, p.seed)
+    if not valid:
+        return {}
+    e = p.llm.pref_eval
+    model, tokenizer = load_hf(paths.base_model(), model_dir, e.dtype)
+    scored = score_records(model, tokenizer, valid, batch_size=e.batch_size, max_length=e.max_length)
+    m = preference_metrics(scored, e.score, bootstrap_draws(len(valid), e.bootstrap, p.seed) if e.bootstrap else None)
+    return {"valid_auc": m["auc"], "valid_auc_ci95": m.get("auc_ci95"), "valid_samples": len(valid)}

@@ -42,6 +42,10 @@ def dmpo_sft() -> None:
         metrics = {k: report[k] for k in ("final_train_loss", "steps", "seconds", "tokens", "n_train",
                                           "train_loss_mean")}
         metrics["first_train_loss"] = report["curve"][0]["loss"] if report["curve"] else None
+        metrics.update(dmpo_io.valid_auc(tmp, p))  # what llm.dmpo_sft.lr / max_steps are chosen on
+        base = dmpo_io.valid_auc(None, p)  # the untuned model on the same pairs: what SFT must beat
+        if base:
+            metrics["base_valid_auc"], metrics["base_valid_auc_ci95"] = base["valid_auc"], base["valid_auc_ci95"]
         run.summary(metrics)
     write_json(paths.METRICS / "dmpo_sft.json", metrics)
     artifacts.write_curve_csv(paths.METRICS / "dmpo_sft_loss.csv", report["curve"])

@@ -83,7 +83,7 @@ def test_samples_follow_the_dmpo_recipe():
 
 def test_no_item_of_a_users_valid_or_test_samples_in_their_training_samples():
     inter, items = make_data(n_users=40)
-    out = build_preferences(inter, items, cfg(n_train=10, n_valid=5, n_test=80), seed=3, **TOY)
+    out = build_preferences(inter, items, cfg(n_train=10, n_valid=5, n_test=30), seed=3, **TOY)
     check_no_leakage(out)
     train_items = {}
     for r in out["train"]:
@@ -98,6 +98,19 @@ def test_no_item_of_a_users_valid_or_test_samples_in_their_training_samples():
     leak["test"][0]["meta"]["negatives"] = [victim["meta"]["positive"]]
     with pytest.raises(RecrankerError, match="shares item"):
         check_no_leakage(leak)
+
+
+def test_test_and_valid_pairs_do_not_depend_on_the_number_of_training_samples():
+    """The few-shot sizes (preferences.n_train) are compared on one test set."""
+    inter, items = make_data()
+    few, many = (build_preferences(inter, items, cfg(n_train=n), seed=2, **TOY) for n in (3, 12))
+    assert few["test"] == many["test"] and few["valid"] == many["valid"]
+    assert few["train"] == many["train"][:3]  # the first training users are shared too
+    per_user = {}
+    for r in few["test"]:
+        per_user[r["user_id"]] = per_user.get(r["user_id"], 0) + 1
+    assert max(per_user.values()) == 2  # test_per_user
+    assert len(per_user) == len(few["test"]) // 2
 
 
 def test_sft_rows_answer_is_the_chosen_order():

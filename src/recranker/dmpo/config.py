@@ -39,7 +39,8 @@ class PreferenceConfig(Section):
     k_negatives: int = Field(3, ge=1, description="pairwise prompts per training sample (≥ llm.dmpo.k)")
     n_train: int = Field(100, ge=0, description="training samples (one per user)")
     n_valid: int = Field(100, ge=0, description="valid pairs (one per user)")
-    n_test: int = Field(1000, ge=0, description="test pairs (the remaining users, round-robin)")
+    n_test: int = Field(1000, ge=0, description="test pairs (users from the back of the seeded order)")
+    test_per_user: int = Field(2, ge=1, description="test pairs per test user (latest positives first)")
     max_title_chars: int = Field(100, ge=8, description="titles longer than this are cut")
 
 

@@ -13,10 +13,11 @@ take part. A *sample* is (history, one positive ``p``, k negatives):
 Training samples have ``k_negatives`` pairs; valid and test samples are single pairs (the paper's
 100 valid / 1,000 test pairs).
 
-Splits and leakage: eligible users are shuffled and split *by user* — one train sample per user
-until there are ``n_train``, then one valid sample per user until ``n_valid``, and all remaining
-users give the ``n_test`` test samples (round-robin, one positive per user per round). A user is
-in one split only, so no item of a user's valid/test samples reaches that user's training
+Splits and leakage: eligible users are shuffled (seeded) and split *by user*. Test users come
+from the back of that order (up to ``test_per_user`` pairs each, latest positives first) until
+there are ``n_test`` pairs, then valid users (one pair each) until ``n_valid``; train users (one
+sample each) come from the front until ``n_train``. So the test and valid pairs are the same for
+every ``n_train`` (the few-shot sizes are compared on one test set). A user is in one split only, so no item of a user's valid/test samples reaches that user's training
 samples (:func:`check_no_leakage` asserts it on the written data).
 
 Record schema (JSONL, also what the LLaMA-Factory importer writes)::
@@ -103,12 +104,6 @@ def build_preferences(
         titles[i] = clean_text(t, cfg.max_title_chars) or f"Item {i}"
 
     users = eligible_users(df, cfg)
-    need = cfg.n_train + cfg.n_valid + (1 if cfg.n_test else 0)
-    if len(users) < need:
-        raise RecrankerError(
-            f"preferences: {len(users)} eligible users, need ≥ {need} "
-            "(preferences.n_train + n_valid + 1 test user); lower them or the thresholds"
-        )
     order = [int(u) for u in np.random.default_rng(seed).permutation(users)]
     by_user = {int(u): g for u, g in df.groupby("user_id", sort=True)}
 
@@ -120,27 +115,33 @@ def build_preferences(
         return {"id": f"{dataset}/dmpo/{split}/u{u}/{j}", "dataset": dataset, "user_id": u,
                 "pairs": s["pairs"], "meta": {**s["meta"], "split": split}}  # fmt: skip
 
+    # Test, then valid, users come from the back of the order and train users from the front, so the
+    # test and valid pairs do not depend on n_train (the few-shot sizes share them).
     out: dict[str, list[dict]] = {}
-    pos = 0
-    for split, target, k in (("train", cfg.n_train, cfg.k_negatives), ("valid", cfg.n_valid, 1)):
+    back, front = len(order), 0
+    for split, target, per_user in (("test", cfg.n_test, cfg.test_per_user), ("valid", cfg.n_valid, 1)):
         rows: list[dict] = []
-        while len(rows) < target and pos < len(order):  # users without a sample are skipped
-            u = order[pos]
-            pos += 1
-            rows += [row(split, u, 0, s) for s in samples(u, 1, k)]
+        while len(rows) < target and back > 0:  # users without a sample are skipped
+            back -= 1
+            u = order[back]
+            rows += [row(split, u, j, s) for j, s in enumerate(samples(u, min(per_user, target - len(rows)), 1))]
         out[split] = rows
-    rest = order[pos:]
-    if cfg.n_test and not rest:
-        raise RecrankerError("preferences: no eligible users left for the test split")
-    per_user = -(-cfg.n_test // max(len(rest), 1))
-    cand = {u: samples(u, per_user, 1) for u in rest}
     rows = []
-    for rnd in range(per_user):  # round-robin: every user's latest positive first
-        for u in rest:
-            if len(rows) < cfg.n_test and rnd < len(cand[u]):
-                rows.append(row("test", u, rnd, cand[u][rnd]))
-    out["test"] = rows
-    return out
+    while len(rows) < cfg.n_train and front < back:
+        u = order[front]
+        front += 1
+        rows += [row("train", u, 0, s) for s in samples(u, 1, cfg.k_negatives)]
+    out["train"] = rows
+    short = [(split, n) for split, n in (("train", cfg.n_train), ("valid", cfg.n_valid), ("test", cfg.n_test))
+             if len(out[split]) < n]
+    if short:
+        split, n = short[0]
+        raise RecrankerError(
+            f"preferences: {len(users)} eligible users give {len(out[split])} {split} samples, n_{split} is {n} "
+            "(test_per_user per test user, one per valid/train user); lower preferences.n_train/n_valid/n_test "
+            "or the thresholds, or raise preferences.test_per_user"
+        )
+    return {split: out[split] for split in ("train", "valid", "test")}
 
 
 def record_items(record: dict) -> set[int]:
