@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,7 +52,8 @@ def rank_split(adapter: Path, path: Path, users: set[int] | None, p, scale):
 
     from recranker.io import read_jsonl
     from recranker.llm.backends.hf import HFBackend
-    from recranker.ranking import parse_instruction, run_tasks
+    from recranker.ranking.instructions import parse_instruction
+    from recranker.ranking.tasks import run_tasks
 
     ins = [parse_instruction(r, w) for r, w in read_jsonl(path)]
     ins = [i for i in ins if i.task in p.rank.tasks and (users is None or i.user_id in users)]
@@ -81,9 +81,10 @@ def main() -> None:
     import datasets
 
     from recranker.io import read_jsonl, write_json
-    from recranker.llm.sft import settings_from, train_sft
+    from recranker.llm.sft import train_sft
     from recranker.prompts.text import RatingScale
-    from recranker.ranking import HybridWeights, evaluate_rankings
+    from recranker.ranking.config import HybridWeights
+    from recranker.ranking.hybrid import evaluate_rankings
     from recranker.ranking.selection import select_weights, task_arrays, weight_grid
     from stages.artifacts import candidates_and_targets
     from stages.common import params
@@ -108,9 +109,10 @@ def main() -> None:
     rows, t_start = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recranker-curve-") as tmp:
         snaps = {s: Path(tmp) / f"seen-{n}" for s, n in steps.items()}
-        cfg = settings_from(p.llm.sft, seed=p.seed, checkpoint_dir=str(Path(tmp) / "ckpt"), deepspeed=p.llm.deepspeed)
-        cfg = replace(cfg, max_steps=max(steps), save_steps=10**9, bf16=a.bf16 or cfg.bf16,
-                      lr=a.lr if a.lr is not None else cfg.lr)
+        s = p.llm.sft
+        cfg = s.model_copy(update={"max_steps": max(steps), "save_steps": 10**9, "bf16": a.bf16 or s.bf16,
+                                   "lr": a.lr if a.lr is not None else s.lr})
+        cfg = cfg.with_run(seed=p.seed, checkpoint_dir=str(Path(tmp) / "ckpt"), deepspeed=p.llm.deepspeed)
         t0 = time.perf_counter()
         sft = train_sft(ROOT / "models/base", records, [], Path(tmp) / "final", cfg,
                         callbacks=[snapshot_callback(snaps)])

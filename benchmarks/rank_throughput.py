@@ -72,7 +72,7 @@ def build_instructions(n_users: int, k: int = 10) -> list[dict]:
 
 
 def load_instructions(path: Path | None, n_users: int):
-    from recranker.ranking import parse_instruction
+    from recranker.ranking.instructions import parse_instruction
 
     if path is not None and path.is_file():
         rows = [json.loads(x) for x in path.open()]
@@ -109,7 +109,7 @@ def body_params(model) -> int:
 
 def _timed(backend, todo: dict) -> tuple[dict, dict]:
     from recranker.prompts.text import RatingScale
-    from recranker.ranking import run_tasks
+    from recranker.ranking.tasks import run_tasks
 
     backend.encode_many([p for v in todo.values() for p in _prompts(v)])  # tokenizing is not scoring
     st = backend.scorer.stats

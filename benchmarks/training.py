@@ -47,26 +47,28 @@ def prompt(i: int, names: list[str]) -> list[dict]:
 def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) -> dict:
     import torch
 
-    from recranker.dmpo.train import DMPOSettings, train_dmpo
-    from recranker.llm.sft import SFTSettings, train_sft
+    from recranker.dmpo.config import DMPOSettings
+    from recranker.dmpo.train import train_dmpo
+    from recranker.llm.config import SFTSettings
+    from recranker.llm.sft import train_sft
 
     names = titles()
-    common = {"seed": 0, "max_steps": steps, "warmup_steps": 0, "bf16": bf16, "save_steps": 10_000,
-              "max_length": 384, "checkpoint_dir": str(work / "ckpt")}
+    common = {"max_steps": steps, "warmup_steps": 0, "bf16": bf16, "save_steps": 10_000, "max_length": 384}
+    run = {"seed": 0, "checkpoint_dir": str(work / "ckpt")}
     if kind == "sft":
         recs = [{"messages": prompt(i, names), "completion": str(1 + i % 5)} for i in range(4 * steps)]
-        rep = train_sft(base, recs, [], work / "out", SFTSettings(batch_size=4, **common))
+        rep = train_sft(base, recs, [], work / "out", SFTSettings(batch_size=4, group_by_length=False, **common).with_run(**run))
     else:
         sft_dir = work / "sft0"
         if not sft_dir.exists():  # a 1-step adapter: DMPO needs an SFT adapter to start from
             recs = [{"messages": prompt(i, names), "completion": "3"} for i in range(4)]
-            train_sft(base, recs, [], sft_dir, SFTSettings(**{**common, "max_steps": 1, "bf16": False}))
+            train_sft(base, recs, [], sft_dir, SFTSettings(**{**common, "max_steps": 1, "bf16": False}, group_by_length=False).with_run(**run))
         pos = names
         prefs = [{"pairs": [{"prompt": prompt(i, names), "chosen": f"{pos[i % len(pos)]}, {neg}",
                              "rejected": f"{neg}, {pos[i % len(pos)]}"}
                             for neg in (names[(i + 17 * j + 1) % len(names)] for j in range(k))]}
                  for i in range(2 * steps)]
-        rep = train_dmpo(sft_dir, base, prefs, work / "out", DMPOSettings(k=k, batch_size=2, **common))
+        rep = train_dmpo(sft_dir, base, prefs, work / "out", DMPOSettings(k=k, batch_size=2, grad_accum=1, **common).with_run(**run))
     # the first step includes one-off costs (allocations); report the steady state when possible
     hist = rep["curve"]
     return {

@@ -16,9 +16,8 @@ def dmpo() -> None:
     import datasets
 
     from recranker.dmpo.samples import subsample
-    from recranker.dmpo.train import DMPOSettings, train_dmpo
+    from recranker.dmpo.train import train_dmpo
     from recranker.io import atomic_path, write_json
-    from recranker.llm.sft import LoraSettings, settings_from
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
@@ -28,13 +27,8 @@ def dmpo() -> None:
     for ds in dmpo_io.train_datasets(p):
         records += dmpo_io.read_preferences(paths.preferences(ds) / dmpo_io.TRAIN_FILE, d.k)
     records = subsample(records, d.max_train, p.seed)
-    cfg = DMPOSettings(
-        seed=p.seed, beta=d.beta, k=d.k, max_steps=d.max_steps, lr=d.lr, warmup_steps=d.warmup_steps,
-        batch_size=d.batch_size, grad_accum=d.grad_accum, max_length=d.max_length, save_steps=d.save_steps,
-        logging_steps=d.logging_steps, bf16=d.bf16, checkpoint_dir=str(CHECKPOINTS),
-        deepspeed=p.llm.deepspeed, init=d.init, precompute_ref=d.precompute_ref,
-        lora=settings_from(p.llm.dmpo_sft.lora, LoraSettings) if p.llm.dmpo_sft.method == "lora" else None,
-    )  # fmt: skip
+    lora = p.llm.dmpo_sft.lora if p.llm.dmpo_sft.method == "lora" else None  # the adapter of init: base
+    cfg = d.with_run(seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed, lora=lora)
     with start_run("dmpo", d.model_dump()) as run, atomic_path(paths.llm("dmpo"), is_dir=True) as tmp:
         report = train_dmpo(paths.llm("dmpo-sft"), paths.base_model(), records, tmp, cfg)
         for point in report["curve"]:

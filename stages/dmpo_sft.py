@@ -19,14 +19,7 @@ def dmpo_sft() -> None:
     from recranker.errors import RecrankerError
     from recranker.io import atomic_path, read_jsonl, write_json
     from recranker.llm.model import load_tokenizer
-    from recranker.llm.sft import (
-        LoraSettings,
-        SFTSettings,
-        check_lengths,
-        settings_from,
-        to_prompt_completion,
-        train_sft,
-    )
+    from recranker.llm.sft import check_lengths, to_prompt_completion, train_sft
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()
@@ -37,12 +30,7 @@ def dmpo_sft() -> None:
         for row, where in read_jsonl(paths.preferences(ds) / dmpo_io.SFT_FILE, missing="run `preferences`"):
             to_prompt_completion(row, where)
             records.append(row)
-    cfg = SFTSettings(
-        seed=p.seed, method=s.method, lora=settings_from(s.lora, LoraSettings), max_steps=s.max_steps, lr=s.lr,
-        warmup_steps=s.warmup_steps, batch_size=s.batch_size, grad_accum=s.grad_accum, max_length=s.max_length,
-        save_steps=s.save_steps, logging_steps=s.logging_steps, bf16=s.bf16, checkpoint_dir=str(CHECKPOINTS),
-        deepspeed=p.llm.deepspeed,
-    )  # fmt: skip
+    cfg = s.with_run(seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed)
     try:
         check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
     except RecrankerError as err:

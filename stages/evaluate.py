@@ -22,13 +22,12 @@ def evaluate(
 ) -> None:
     """Write metrics/evaluate/<dataset>/<backbone>.json: base vs pointwise/pairwise/listwise/hybrid."""
     from recranker.io import write_json
-    from recranker.ranking import HybridWeights, evaluate_rankings
+    from recranker.ranking.hybrid import evaluate_rankings
     from recranker.tracking import start_run
 
     p = params()
     p.dataset(dataset)
-    h = p.evaluate.hybrid
-    w = HybridWeights(c1=h.c1, c2=h.c2, c3=h.c3, a1=h.a1, a2=h.a2, a3=h.a3)
+    w = p.evaluate.hybrid
     selection = None
     if p.evaluate.weights == "validation":
         w, selection = choose_weights(dataset, backbone, p.rank.tasks, p.evaluate.ks)
@@ -109,7 +108,7 @@ def bootstrap_intervals(cands, targets, preds, w, ks, n_boot: int, seed: int, re
 
 def _samples(dataset, backbone, preds, targets, rankings, n):
     """A few prompts with the model's outputs/scores, for the W&B table."""
-    from recranker.ranking import parse_instruction
+    from recranker.ranking.instructions import parse_instruction
 
     wanted = {r["id"]: (task, r) for task, rows in preds.items() for r in rows[:n]}
     path = paths.test_instructions(dataset, backbone)

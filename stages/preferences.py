@@ -21,7 +21,6 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
     """Few-shot DMPO preference data of DATASET → data/preferences/<dataset>/."""
 
     from recranker.dmpo.samples import (
-        PreferenceConfig,
         build_preferences,
         check_no_leakage,
         preference_stats,
@@ -37,14 +36,8 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
     inter = artifacts.interactions(dataset)
     items = artifacts.items(dataset)
     inter = inter.loc[inter["split"].isin(pp.splits)]
-    cfg = PreferenceConfig(
-        dataset=dataset, domain=domain_for_format(dp.format), positive_above=pp.positive_above,
-        min_positives=pp.min_positives, min_negatives=pp.min_negatives, history_len=pp.history_len,
-        min_history=pp.min_history, k_negatives=pp.k_negatives, n_train=pp.n_train,
-        n_valid=pp.n_valid, n_test=pp.n_test, test_per_user=pp.test_per_user, max_title_chars=pp.max_title_chars,
-    )  # fmt: skip
     with start_run(f"preferences:{dataset}", {"dataset": dataset, "seed": p.seed, **pp.model_dump()}) as run:
-        splits = build_preferences(inter, items, cfg, p.seed)
+        splits = build_preferences(inter, items, pp, p.seed, dataset=dataset, domain=domain_for_format(dp.format))
         check_no_leakage(splits)
         with atomic_path(paths.preferences(dataset), is_dir=True) as tmp:
             write_jsonl(tmp / "sft_train.jsonl", sft_rows(splits["train"]))

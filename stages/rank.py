@@ -25,7 +25,8 @@ def rank(
     from recranker.llm.backends.base import Sampling
     from recranker.llm.backends.factory import make_backend
     from recranker.prompts.text import RatingScale
-    from recranker.ranking import parse_instruction, run_tasks
+    from recranker.ranking.instructions import parse_instruction
+    from recranker.ranking.tasks import run_tasks
     from recranker.tracking import start_run
 
     p = params()
@@ -38,8 +39,7 @@ def rank(
     instructions = artifacts.test_instructions(dataset, backbone, rp.tasks, parse_instruction, split)
     by_task = {t: [ins for ins in instructions if ins.task == t] for t in rp.tasks}
     scale = RatingScale.from_stats(artifacts.stats(dataset))
-    sampling = Sampling(temperature=rp.sampling.temperature, top_k=rp.sampling.top_k,
-                        top_p=rp.sampling.top_p, max_new_tokens=rp.sampling.max_new_tokens, seed=p.seed)
+    sampling = Sampling.of(rp.sampling, seed=p.seed)
     with start_run(f"rank:{dataset}:{backbone}", rp.model_dump()) as run, make_backend(
             rp, paths.base_model(), artifacts.tuned_dir(rp.model), seed=p.seed) as backend, \
             atomic_path(paths.predictions(dataset, backbone, split), is_dir=True) as out:

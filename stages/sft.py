@@ -19,7 +19,6 @@ def sft() -> None:
     from recranker.llm.model import load_tokenizer
     from recranker.llm.sft import (
         check_lengths,
-        settings_from,
         split_eval,
         to_prompt_completion,
         train_sft,
@@ -32,7 +31,7 @@ def sft() -> None:
     for ds in p.run.datasets:
         records += artifacts.train_instructions(ds, to_prompt_completion)
     train, evals = split_eval(records, p.llm.sft.eval_fraction, p.llm.sft.max_eval, p.seed)
-    cfg = settings_from(p.llm.sft, seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed)
+    cfg = p.llm.sft.with_run(seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed)
     try:
         check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
     except RecrankerError as err:

@@ -20,7 +20,7 @@ from recranker.llm.backends.vllm import (
 
 def test_paper_sampling_settings_translate():
     kw = sampling_kwargs(Sampling())  # defaults = the paper's: 0.1 / 10 / 0.1
-    assert kw == {"temperature": 0.1, "top_k": 10, "top_p": 0.1, "max_tokens": 128, "seed": 0}
+    assert kw == {"temperature": 0.1, "top_k": 10, "top_p": 0.1, "max_tokens": 160, "seed": 0}
     assert sampling_kwargs(Sampling(top_k=0))["top_k"] == -1  # vLLM's "disabled"
     assert scoring_kwargs()["prompt_logprobs"] == 0
 

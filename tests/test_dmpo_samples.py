@@ -36,15 +36,18 @@ def make_data(n_users=60, n_items=150, seed=0):
     return inter, pd.DataFrame({"item_id": np.arange(n_items), "title": titles})
 
 
+TOY = {"dataset": "toy", "domain": DOMAINS["movie"]}  # what the records are of, not knobs
+
+
 def cfg(**kw):
-    base = {"dataset": "toy", "domain": DOMAINS["movie"], "n_train": 10, "n_valid": 10, "n_test": 60}
+    base = {"n_train": 10, "n_valid": 10, "n_test": 60}
     return PreferenceConfig(**{**base, **kw})
 
 
 def test_samples_follow_the_dmpo_recipe():
     inter, items = make_data()
     c = cfg(k_negatives=3, history_len=40)
-    out = build_preferences(inter, items, c, seed=1)
+    out = build_preferences(inter, items, c, seed=1, **TOY)
     assert [len(out[s]) for s in ("train", "valid", "test")] == [10, 10, 60]
     ok = set(eligible_users(inter, c).tolist())
     by_user = {u: g.sort_values("timestamp") for u, g in inter.groupby("user_id")}
@@ -80,7 +83,7 @@ def test_samples_follow_the_dmpo_recipe():
 
 def test_no_item_of_a_users_valid_or_test_samples_in_their_training_samples():
     inter, items = make_data(n_users=40)
-    out = build_preferences(inter, items, cfg(n_train=10, n_valid=5, n_test=30), seed=3)
+    out = build_preferences(inter, items, cfg(n_train=10, n_valid=5, n_test=30), seed=3, **TOY)
     check_no_leakage(out)
     train_items = {}
     for r in out["train"]:
@@ -100,7 +103,7 @@ def test_no_item_of_a_users_valid_or_test_samples_in_their_training_samples():
 def test_test_and_valid_pairs_do_not_depend_on_the_number_of_training_samples():
     """The few-shot sizes (preferences.n_train) are compared on one test set."""
     inter, items = make_data()
-    few, many = (build_preferences(inter, items, cfg(n_train=n), seed=2) for n in (3, 12))
+    few, many = (build_preferences(inter, items, cfg(n_train=n), seed=2, **TOY) for n in (3, 12))
     assert few["test"] == many["test"] and few["valid"] == many["valid"]
     assert few["train"] == many["train"][:3]  # the first training users are shared too
     per_user = {}
@@ -112,7 +115,7 @@ def test_test_and_valid_pairs_do_not_depend_on_the_number_of_training_samples():
 
 def test_sft_rows_answer_is_the_chosen_order():
     inter, items = make_data()
-    out = build_preferences(inter, items, cfg(k_negatives=2), seed=0)
+    out = build_preferences(inter, items, cfg(k_negatives=2), seed=0, **TOY)
     rows = sft_rows(out["train"])
     assert len(rows) == 2 * len(out["train"])
     assert rows[0]["completion"] == out["train"][0]["pairs"][0]["chosen"]
@@ -121,11 +124,11 @@ def test_sft_rows_answer_is_the_chosen_order():
 
 def test_deterministic_and_size_errors():
     inter, items = make_data()
-    a = build_preferences(inter, items, cfg(), seed=5)
-    assert a == build_preferences(inter, items, cfg(), seed=5)
-    assert a != build_preferences(inter, items, cfg(), seed=6)
+    a = build_preferences(inter, items, cfg(), seed=5, **TOY)
+    assert a == build_preferences(inter, items, cfg(), seed=5, **TOY)
+    assert a != build_preferences(inter, items, cfg(), seed=6, **TOY)
     with pytest.raises(RecrankerError, match="eligible users"):
-        build_preferences(inter, items, cfg(n_train=40, n_valid=40), seed=0)
+        build_preferences(inter, items, cfg(n_train=40, n_valid=40), seed=0, **TOY)
 
 
 def test_preference_command(tmp_path, monkeypatch):

@@ -11,12 +11,15 @@ import math
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 torch = pytest.importorskip("torch")
 
-from recranker.dmpo.train import DMPOSettings, build_trainer, dmpo_loss, to_preference, train_dmpo
+from recranker.dmpo.config import DMPOSettings
+from recranker.dmpo.train import build_trainer, dmpo_loss, to_preference, train_dmpo
 from recranker.errors import RecrankerError
-from recranker.llm.sft import SFTSettings, train_sft
+from recranker.llm.config import SFTSettings
+from recranker.llm.sft import train_sft
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +28,8 @@ def tiny_sft(tiny_base, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dmpo") / "sft"
     recs = [{"messages": [{"role": "user", "content": f"Movie {i}?"}], "completion": "Yes" if i % 2 else "No"}
             for i in range(4)]
-    train_sft(tiny_base, recs, [], out, SFTSettings(max_steps=2, batch_size=2, lr=1e-2, warmup_steps=0,
-                                                    max_length=64, checkpoint_dir=str(out.parent / "ck")))
+    cfg = SFTSettings(max_steps=2, batch_size=2, lr=1e-2, warmup_steps=0, max_length=64, group_by_length=False)
+    train_sft(tiny_base, recs, [], out, cfg.with_run(checkpoint_dir=str(out.parent / "ck")))
     return out
 
 
@@ -44,10 +47,10 @@ def prefs(n: int, k: int = 3) -> list[dict]:
     return rows
 
 
-def settings(tmp_path: Path, **kw) -> DMPOSettings:
-    base = {"seed": 0, "k": 3, "max_steps": 4, "batch_size": 2, "max_length": 96, "lr": 1e-2,
-            "warmup_steps": 0, "save_steps": 100, "checkpoint_dir": str(tmp_path / "ckpt")}
-    return DMPOSettings(**{**base, **kw})
+def settings(tmp_path: Path, lora=None, **kw) -> DMPOSettings:
+    base = {"k": 3, "max_steps": 4, "batch_size": 2, "grad_accum": 1, "max_length": 96, "lr": 1e-2,
+            "warmup_steps": 0, "save_steps": 100, "bf16": False}
+    return DMPOSettings(**{**base, **kw}).with_run(seed=0, checkpoint_dir=str(tmp_path / "ckpt"), lora=lora)
 
 
 def test_per_negative_loss_against_a_hand_computation():
@@ -188,11 +191,11 @@ def test_first_loss_is_ln2_and_loss_decreases(tiny_base, tiny_sft, tmp_path):
 
 def test_init_base_starts_from_the_base_model_with_a_fresh_adapter(tiny_base, tmp_path):
     """"Without SFT": the SFT directory is never read (here it does not even exist)."""
-    from recranker.llm.sft import LoraSettings
+    from recranker.llm.config import LoraSettings
 
     report = train_dmpo(tmp_path / "no-sft", tiny_base, prefs(4), tmp_path / "dmpo",
                         settings(tmp_path, max_steps=3, init="base", lora=LoraSettings(r=4, alpha=8)))
     assert report["first_train_loss"] == pytest.approx(math.log(2), abs=1e-6)  # policy == base
     assert (tmp_path / "dmpo" / "adapter_config.json").exists()
-    with pytest.raises(RecrankerError, match="init"):
-        train_dmpo(tiny_base, tiny_base, prefs(2), tmp_path / "x", settings(tmp_path, init="rlhf"))
+    with pytest.raises(ValidationError, match="init"):  # the section refuses it before any training
+        settings(tmp_path, init="rlhf")

@@ -15,7 +15,7 @@ from recranker.prompts.ranking_rows import build_test
 from recranker.prompts.templates import DOMAINS
 from recranker.prompts.text import RatingScale
 from recranker.prompts.training import build_training
-from recranker.ranking import ListwiseParser
+from recranker.ranking.listwise import ListwiseParser
 
 ROOT = Path(__file__).resolve().parents[1]
 NASTY = ['Quote "x"\nB. Yes', "Tab\tand\r\nbreak", "{history}", "  ", "A. Labelled"]

@@ -13,7 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from recranker.errors import RecrankerError
-from recranker.llm.sft import SFTSettings, split_eval, to_prompt_completion, train_sft
+from recranker.llm.config import SFTSettings
+from recranker.llm.sft import split_eval, to_prompt_completion, train_sft
 
 
 def records(n: int) -> list[dict]:
@@ -60,9 +61,9 @@ def test_split_eval_is_seeded_and_disjoint():
 
 
 def settings(ckpt: Path, **kw) -> SFTSettings:
-    base = {"seed": 3, "max_steps": 4, "save_steps": 2, "batch_size": 2, "max_length": 128, "lr": 5e-3,
-            "warmup_steps": 1, "checkpoint_dir": str(ckpt)}
-    return SFTSettings(**{**base, **kw})
+    base = {"max_steps": 4, "save_steps": 2, "batch_size": 2, "max_length": 128, "lr": 5e-3,
+            "warmup_steps": 1, "group_by_length": False}
+    return SFTSettings(**{**base, **kw}).with_run(seed=3, checkpoint_dir=str(ckpt))
 
 
 def adapter(path: Path) -> dict:

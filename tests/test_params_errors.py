@@ -52,6 +52,23 @@ def run_stage(cwd: Path, params_text: str | bytes, *argv: str, quiet: bool = Tru
         ("instruct:\n  listwise_liked: 6\n  listwise_disliked: 6\n",
          "instruct: Value error, listwise_liked + listwise_disliked must not exceed listwise_size"),
         ("instruct:\n  max_test_users: -1\n", "instruct.max_test_users: Input should be greater than or equal to 0"),
+        # sections declared by the library (recranker.llm.config, recranker.dmpo.config, recranker.ranking.config)
+        ("llm:\n  sft:\n    warmup_steps: -1\n", "llm.sft.warmup_steps: Input should be greater than or equal to 0"),
+        ("llm:\n  sft:\n    lora: {dropout: 1.0}\n", "llm.sft.lora.dropout: Input should be less than 1"),
+        ("llm:\n  sft:\n    max_eval: -2\n", "llm.sft.max_eval: Input should be greater than or equal to 0"),
+        ("llm:\n  sft:\n    seed: 3\n", "llm.sft.seed: unknown key"),
+        ("llm:\n  dmpo_sft:\n    max_length: 8\n", "llm.dmpo_sft.max_length: Input should be greater than or equal to 16"),
+        ("llm:\n  dmpo_sft:\n    eval_steps: 5\n", "llm.dmpo_sft.eval_steps: unknown key"),
+        ("llm:\n  dmpo:\n    beta: 0\n", "llm.dmpo.beta: Input should be greater than 0"),
+        ("llm:\n  dmpo:\n    init: rlhf\n", "llm.dmpo.init: Input should be 'sft' or 'base'"),
+        ("llm:\n  dmpo:\n    gradient_checkpointing: true\n", "llm.dmpo.gradient_checkpointing: unknown key"),
+        ("preferences:\n  min_positives: 0\n", "preferences.min_positives: Input should be greater than or equal to 1"),
+        ("preferences:\n  dataset: ml-100k\n", "preferences.dataset: unknown key"),
+        ("evaluate:\n  hybrid: {a2: -0.5}\n", "evaluate.hybrid.a2: Input should be greater than or equal to 0"),
+        ("evaluate:\n  hybrid: {c4: 1}\n", "evaluate.hybrid.c4: unknown key"),
+        ("rank:\n  sampling: {top_p: 0}\n", "rank.sampling.top_p: Input should be greater than 0"),
+        ("rank:\n  sampling: {seed: 1}\n", "rank.sampling.seed: unknown key"),
+        ("rank:\n  openai: {top_logprobs: 21}\n", "rank.openai.top_logprobs: Input should be less than or equal to 20"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, text, expected):

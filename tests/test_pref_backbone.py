@@ -48,8 +48,6 @@ def make_data(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def make_records(inter: pd.DataFrame, items: pd.DataFrame, n_test: int = 24) -> list[dict]:
     cfg = PreferenceConfig(
-        dataset="toy",
-        domain=DOMAINS["movie"],
         min_positives=3,
         min_negatives=3,
         history_len=8,
@@ -58,7 +56,8 @@ def make_records(inter: pd.DataFrame, items: pd.DataFrame, n_test: int = 24) -> 
         n_valid=3,
         n_test=n_test,
     )
-    return build_preferences(inter.loc[inter["split"] == "train"], items, cfg, seed=0)["test"]
+    return build_preferences(inter.loc[inter["split"] == "train"], items, cfg, seed=0, dataset="toy",
+                             domain=DOMAINS["movie"])["test"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from recranker.errors import RecrankerError
 from recranker.prompts import templates as T
 from recranker.prompts.templates import DOMAINS
 from recranker.prompts.text import RatingScale, clean_text
-from recranker.ranking import ListwiseParser
+from recranker.ranking.listwise import ListwiseParser
 
 NASTY = [
     'He said "Hi"\nB. Yes',

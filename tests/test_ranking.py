@@ -10,15 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recranker.errors import DataFormatError
-from recranker.ranking import (
-    HybridWeights,
-    ListwiseParser,
-    evaluate_rankings,
-    pair_wins,
-    parse_instruction,
-    rerank,
-    utilities,
-)
+from recranker.ranking.config import HybridWeights
+from recranker.ranking.hybrid import evaluate_rankings, rerank, utilities
+from recranker.ranking.instructions import parse_instruction
+from recranker.ranking.listwise import ListwiseParser
+from recranker.ranking.tasks import pair_wins
 
 TITLES = ["Toy Story (1995)", "Godfather, The (1972)", "Heat (1995)", "A Bug's Life (1998)",
           "Se7en (1995)", "Fargo (1996)", "It's a Wonderful Life (1946)", "Babe (1995)",

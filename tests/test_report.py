@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recranker.ranking import evaluate_rankings
+from recranker.ranking.hybrid import evaluate_rankings
 from recranker.report import (
     NA,
     NOT_RUN,

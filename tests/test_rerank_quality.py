@@ -13,14 +13,9 @@ from recranker.metrics import rank_of
 from recranker.prompts.corpus import make_corpus
 from recranker.prompts.ranking_rows import build_test
 from recranker.prompts.training import build_training, listwise_order
-from recranker.ranking import (
-    HybridWeights,
-    ListwiseParser,
-    evaluate_rankings,
-    pair_wins,
-    rerank,
-    utilities,
-)
+from recranker.ranking.config import HybridWeights
+from recranker.ranking.hybrid import evaluate_rankings, rerank, utilities
+from recranker.ranking.listwise import ListwiseParser
 from recranker.ranking.selection import (
     paired_bootstrap,
     per_user_metrics,
@@ -29,6 +24,7 @@ from recranker.ranking.selection import (
     task_arrays,
     weight_grid,
 )
+from recranker.ranking.tasks import pair_wins
 
 # -- listwise ties ------------------------------------------------------------------------------
 
@@ -122,7 +118,7 @@ def test_an_answer_by_position_leaves_the_backbone_order_with_adjacent_pairs():
 
 
 def test_listwise_positions_are_averaged_over_permutations():
-    from recranker.ranking import list_positions
+    from recranker.ranking.hybrid import list_positions
 
     rows = [{"user_id": 3, "candidates": [1, 2, 3], "scores": [-1, -2, -3]},
             {"user_id": 3, "candidates": [2, 3, 1], "scores": [-1, -2, -3]}]
@@ -156,7 +152,7 @@ def test_vectorised_ranks_equal_the_rerank_formula():
     point = {u: {r["candidates"][0]: r["scores"][0] for r in preds["pointwise"] if r["user_id"] == u}
              for u in users}
     wins = pair_wins(preds["pairwise"], per_comparison=True)[0]
-    from recranker.ranking import list_positions
+    from recranker.ranking.hybrid import list_positions
 
     lpos = list_positions(preds["listwise"])
     for w in weight_grid()[::97]:

@@ -34,15 +34,28 @@ def dmpo_records(n: int = 8, k: int = 3) -> list[dict]:
                        for j in range(k)]} for i in range(n)]
 
 
+def settings(cls, flat: dict):
+    """CLS's hyper-parameters from FLAT, with the run context (seed, checkpoint_dir) it also holds."""
+    from dataclasses import fields
+
+    from recranker.llm.config import RunContext
+
+    context = {f.name for f in fields(RunContext)}
+    return cls(**{k: v for k, v in flat.items() if k not in context}).with_run(
+        **{k: v for k, v in flat.items() if k in context})
+
+
 def run(kind: str, spec: dict, callbacks=()) -> dict:
-    from recranker.dmpo.train import DMPOSettings, train_dmpo
-    from recranker.llm.sft import SFTSettings, train_sft
+    from recranker.dmpo.config import DMPOSettings
+    from recranker.dmpo.train import train_dmpo
+    from recranker.llm.config import SFTSettings
+    from recranker.llm.sft import train_sft
 
     if kind == "sft":
-        return train_sft(spec["base"], sft_records(), [], spec["out"], SFTSettings(**spec["settings"]),
+        return train_sft(spec["base"], sft_records(), [], spec["out"], settings(SFTSettings, spec["settings"]),
                          callbacks=callbacks)
-    return train_dmpo(spec["sft"], spec["base"], dmpo_records(), spec["out"], DMPOSettings(**spec["settings"]),
-                      callbacks=callbacks)
+    return train_dmpo(spec["sft"], spec["base"], dmpo_records(), spec["out"],
+                      settings(DMPOSettings, spec["settings"]), callbacks=callbacks)
 
 
 def _stop(marker: Path) -> None:

@@ -10,38 +10,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from recranker.llm.backends.config import GenerationConfig, OpenAIConfig, VLLMConfig
+from recranker.ranking.config import HybridWeights
 from recranker.tasks import TASKS, Task
 
 from .base import Strict
-
-
-class SamplingParams(Strict):
-    """Generation (listwise `generate` mode). Paper (vLLM): temperature 0.1, top-k 10, top-p 0.1."""
-
-    temperature: float = Field(0.1, ge=0)
-    top_k: int = Field(10, ge=0)
-    top_p: float = Field(0.1, gt=0, le=1)
-    max_new_tokens: int = Field(160, ge=1)
-
-
-class OpenAIParams(Strict):
-    """Any OpenAI-compatible endpoint; the API key is read from the environment variable named here."""
-
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "recranker"
-    api_key_env: str = "RECRANKER_API_KEY"
-    timeout: float = Field(60.0, gt=0)
-    max_retries: int = Field(4, ge=0)
-    top_logprobs: int = Field(20, ge=1, le=20)
-
-
-class VLLMParams(Strict):
-    """GPU only (the `gpu` extra)."""
-
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_lora_rank: int = Field(64, ge=1)
-    max_model_len: int = Field(2048, ge=64)
-    enable_prefix_caching: bool = True
 
 
 class RankParams(Strict):
@@ -60,25 +33,14 @@ class RankParams(Strict):
     min_prefix: int = Field(16, ge=1)  # shortest shared prefix worth caching (tokens)
     rating_mode: Literal["expected", "argmax"] = "expected"
     listwise_mode: Literal["verbalizer", "generate"] = "verbalizer"
-    sampling: SamplingParams = SamplingParams()
-    openai: OpenAIParams = OpenAIParams()
-    vllm: VLLMParams = VLLMParams()
-
-
-class HybridParams(Strict):
-    """RecRanker's hybrid ranking (paper defaults)."""
-
-    c1: float = 0.05
-    c2: float = 0.5
-    c3: float = 0.025
-    a1: float = Field(1 / 3, ge=0)
-    a2: float = Field(1 / 3, ge=0)
-    a3: float = Field(1 / 3, ge=0)
+    sampling: GenerationConfig = GenerationConfig()  # the library's, like openai and vllm
+    openai: OpenAIConfig = OpenAIConfig()
+    vllm: VLLMConfig = VLLMConfig()
 
 
 class EvaluateParams(Strict):
     ks: list[int] = [3, 5]
-    hybrid: HybridParams = HybridParams()  # the paper's weights (used as given with weights: paper)
+    hybrid: HybridWeights = HybridWeights()  # the paper's weights (used as given with weights: paper)
     # validation: C1-C3 and a1-a3 chosen on the valid split's predictions (rank --split valid) from
     # a grid that starts with `hybrid`; paper: `hybrid` as given.
     weights: Literal["validation", "paper"] = "validation"

@@ -29,32 +29,15 @@ Record schema (JSONL, also what the LLaMA-Factory importer writes)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recranker.dmpo.config import PreferenceConfig
 from recranker.errors import RecrankerError
 from recranker.prompts.templates import Domain, system_text
 from recranker.prompts.text import clean_text
-
-
-@dataclass(frozen=True)
-class PreferenceConfig:
-    dataset: str
-    domain: Domain
-    positive_above: float = 3.0
-    min_positives: int = 5
-    min_negatives: int = 5
-    history_len: int = 40
-    min_history: int = 1
-    k_negatives: int = 3
-    n_train: int = 100
-    n_valid: int = 100
-    n_test: int = 1000
-    test_per_user: int = 2
-    max_title_chars: int = 100
 
 
 def eligible_users(interactions: pd.DataFrame, cfg: PreferenceConfig) -> np.ndarray:
@@ -81,7 +64,7 @@ def answer(first: str, second: str) -> str:
     return f"{first}, {second}"
 
 
-def _samples_of_user(df_u: pd.DataFrame, cfg, titles, rng, n_max: int, k: int) -> list[dict]:
+def _samples_of_user(df_u: pd.DataFrame, cfg, domain: Domain, titles, rng, n_max: int, k: int) -> list[dict]:
     """Up to ``n_max`` samples with k negatives of one user (chronological rows), latest positive first."""
     items = df_u["item_id"].to_numpy(np.int64)
     positive = df_u["rating"].to_numpy() > cfg.positive_above
@@ -101,16 +84,18 @@ def _samples_of_user(df_u: pd.DataFrame, cfg, titles, rng, n_max: int, k: int) -
         pairs = []
         for n in negs:
             shown = (titles[pos], titles[n]) if rng.random() < 0.5 else (titles[n], titles[pos])
-            pairs.append({"prompt": pair_prompt(hist_t, *shown, cfg.domain),
+            pairs.append({"prompt": pair_prompt(hist_t, *shown, domain),
                           "chosen": answer(titles[pos], titles[n]), "rejected": answer(titles[n], titles[pos])})
         out.append({"pairs": pairs, "meta": {"positive": pos, "negatives": negs, "history": [int(i) for i in hist]}})
     return out
 
 
 def build_preferences(
-    interactions: pd.DataFrame, items: pd.DataFrame, cfg: PreferenceConfig, seed: int
+    interactions: pd.DataFrame, items: pd.DataFrame, cfg: PreferenceConfig, seed: int, *, dataset: str,
+    domain: Domain,
 ) -> dict[str, list[dict]]:
-    """``{"train": [...], "valid": [...], "test": [...]}`` preference records (see module doc)."""
+    """``{"train": [...], "valid": [...], "test": [...]}`` preference records (see module doc) of
+    DATASET, its prompts worded for DOMAIN."""
     df = interactions[["user_id", "item_id", "rating", "timestamp"]]
     df = df.iloc[np.lexsort((df["timestamp"].to_numpy(), df["user_id"].to_numpy()))]
     n_items = int(max(items["item_id"].max(), df["item_id"].max())) + 1
@@ -124,10 +109,10 @@ def build_preferences(
 
     def samples(u: int, n_max: int, k: int) -> list[dict]:
         urng = np.random.default_rng([seed & 0xFFFFFFFF, 7, u])  # per user: order-independent
-        return _samples_of_user(by_user[u], cfg, titles, urng, n_max, k)
+        return _samples_of_user(by_user[u], cfg, domain, titles, urng, n_max, k)
 
     def row(split: str, u: int, j: int, s: dict) -> dict:
-        return {"id": f"{cfg.dataset}/dmpo/{split}/u{u}/{j}", "dataset": cfg.dataset, "user_id": u,
+        return {"id": f"{dataset}/dmpo/{split}/u{u}/{j}", "dataset": dataset, "user_id": u,
                 "pairs": s["pairs"], "meta": {**s["meta"], "split": split}}  # fmt: skip
 
     # Test, then valid, users come from the back of the order and train users from the front, so the

@@ -26,13 +26,13 @@ import copy
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recranker.dmpo.config import DMPOSettings
 from recranker.errors import RecrankerError
 from recranker.llm.sft import (
-    TrainSettings,
     common_args,
     lora_config,
     run_fingerprint,
@@ -41,20 +41,6 @@ from recranker.llm.sft import (
     summarize_log,
     write_training_log,
 )
-
-
-@dataclass(frozen=True)
-class DMPOSettings(TrainSettings):
-    beta: float = 0.1
-    k: int = 3
-    lr: float = 5e-5
-    max_steps: int = 20
-    batch_size: int = 2
-    # "base": skip SFT — policy and reference start as the base model, with a fresh adapter when
-    # ``lora`` is given (the DMPO paper's "without SFT" few-shot line).
-    init: str = "sft"
-    precompute_ref: bool = True  # reference log-probs once, before training (trl)
-    lora: Any = None  # LoraSettings for init="base"; None = full fine-tuning
 
 
 def dmpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
@@ -333,7 +319,7 @@ def train_dmpo(
         "tokens": int(last.get("num_tokens") or 0),
         "resumed_from": Path(resumed).name if resumed else None,
     }
-    write_training_log(out, {**report, "settings": asdict(cfg), "curve": summary["curve"],
+    write_training_log(out, {**report, "settings": cfg.settings(), "curve": summary["curve"],
                      "log_history": trainer.state.log_history})
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return {**report, "curve": summary["curve"]}

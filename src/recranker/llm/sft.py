@@ -13,69 +13,15 @@ import json
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from recranker.errors import ParamError, RecrankerError
+from recranker.llm.config import LoraSettings, TrainSettings
 
 TRAINING_LOG = "training_log.json"
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-    def __post_init__(self):  # a params list becomes a tuple: settings stay hashable
-        object.__setattr__(self, "target_modules", tuple(self.target_modules))
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings shared by SFT and DMPO (CPU-safe defaults)."""
-
-    seed: int = 42
-    max_steps: int = 30
-    lr: float = 2e-4
-    warmup_steps: int = 3
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 384
-    eval_steps: int = 0  # 0: evaluate once, at the end
-    save_steps: int = 10
-    logging_steps: int = 1
-    weight_decay: float = 0.0
-    bf16: bool = False
-    # Batches of similar lengths (see length_grouped): listwise instructions are about twice as
-    # long as the others, and a random batch pads every row to its longest one. SFT only.
-    group_by_length: bool = False
-    report_to: tuple[str, ...] = ()  # e.g. ("wandb",) when tracking is on
-    checkpoint_dir: str | None = None  # where resumable checkpoints live; None: a temp dir
-    deepspeed: str | None = None  # GPU only: path of a DeepSpeed JSON (configs/deepspeed_zero3.json)
-
-
-@dataclass(frozen=True)
-class SFTSettings(TrainSettings):
-    method: Literal["lora", "full"] = "lora"
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-
-def settings_from(section: Any, cls: type = SFTSettings, **context: Any) -> Any:
-    """CLS (:class:`SFTSettings`, a subclass, or :class:`LoraSettings`) from a hyper-parameter section
-    with the same field names (pydantic model; fields CLS lacks are the caller's) and CONTEXT
-    (``seed``, ``checkpoint_dir``, ``deepspeed``, ...): one conversion, no field copied by hand."""
-    from dataclasses import fields
-
-    names = {f.name for f in fields(cls)}
-    values = {k: v for k, v in section.model_dump().items() if k in names}
-    if isinstance(values.get("lora"), dict):
-        values["lora"] = LoraSettings(**values["lora"])
-    return cls(**values, **context)
 
 
 def to_prompt_completion(record: dict[str, Any], where: str = "record") -> dict[str, Any]:
@@ -233,7 +179,7 @@ def run_fingerprint(cfg: TrainSettings, *data: Any, models: Sequence[str | Path]
     checkpoints and logs go), the data and the starting model files."""
     from recranker.llm.checkpoints import digest, hash_files
 
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_dir", "report_to")}
+    settings = {k: v for k, v in cfg.settings().items() if k not in ("checkpoint_dir", "report_to")}
     return {"settings": settings, "data": [digest({"rows": list(d)}) for d in data],
             "models": [hash_files(m) for m in models]}
 
@@ -306,11 +252,13 @@ def train_sft(
     train_records: Sequence[dict],
     eval_records: Sequence[dict],
     out_dir: str | Path,
-    cfg: SFTSettings,
+    cfg: TrainSettings,
     callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Instruction-tune the model in ``base_dir``; write the adapter (or full model) + tokenizer + log.
 
+    ``cfg``: an SFT section (:class:`~recranker.llm.config.SFTSettings`, DMPO's
+    :class:`~recranker.dmpo.config.DMPOSFTSettings`) with its run context (``with_run``).
     ``out_dir`` receives the peft adapter (LoRA) or the full model (``method="full"``), the
     tokenizer and ``training_log.json``. Checkpoints go to ``cfg.checkpoint_dir`` and are removed
     after success; an interrupted run called again with the same settings resumes from there.
@@ -373,7 +321,7 @@ def train_sft(
         "resumed_from": Path(resumed).name if resumed else None,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
-    write_training_log(out, {**report, "settings": asdict(cfg), "curve": summary["curve"],
+    write_training_log(out, {**report, "settings": cfg.settings(), "curve": summary["curve"],
                      "eval_curve": summary["eval_curve"], "log_history": trainer.state.log_history})
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return {**report, "curve": summary["curve"]}

@@ -1,7 +1,9 @@
 """Ranking tasks over an LLM backend, and RecRanker's hybrid ranking.
 
-Modules: ``instructions`` (parsing), ``tasks`` (scoring per task), ``listwise`` (the parser),
-``hybrid`` (the formula and the evaluation).
+Submodules are imported explicitly: ``instructions`` (parsing), ``tasks`` (scoring per task),
+``listwise`` (the parser), ``hybrid`` (the formula and the evaluation), ``selection`` (the weights
+chosen on the valid split), ``config`` (:class:`~.config.HybridWeights`; light, the params schema
+imports it, so this package imports nothing eagerly).
 
 Light module (no torch): the backend object does the model work. Three steps:
 
@@ -15,28 +17,3 @@ Light module (no torch): the backend object does the model work. Three steps:
    U_list = −m'·C3 (m' the LLM's 1-based listwise position),
    U = a1·U_point + a2·U_pair + a3·U_list; ties keep the backbone order.
 """
-
-from .hybrid import (
-    HybridWeights,
-    evaluate_rankings,
-    list_positions,
-    mean_scores_by_user,
-    rerank,
-    utilities,
-)
-from .instructions import TASKS, Instruction, parse_instruction
-from .listwise import ListwiseParser, ParsedList, listwise_labels, shown_titles
-from .tasks import (
-    expected_ratings,
-    pair_wins,
-    run_pairwise,
-    run_pointwise,
-    run_tasks,
-)
-
-__all__ = [
-    "TASKS", "HybridWeights", "Instruction", "ListwiseParser", "ParsedList", "evaluate_rankings",
-    "expected_ratings", "list_positions", "listwise_labels", "mean_scores_by_user", "pair_wins",
-    "parse_instruction", "rerank", "run_pairwise", "run_pointwise", "run_tasks", "shown_titles",
-    "utilities",
-]

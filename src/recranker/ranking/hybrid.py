@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from recranker.errors import RecrankerError
 
+from .config import HybridWeights
 from .tasks import pair_wins
 
 # -- aggregation of predictions per user ------------------------------------------------------
@@ -29,17 +29,7 @@ def mean_scores_by_user(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[int
 
 # -- hybrid ranking ---------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class HybridWeights:
-    """Defaults: the RecRanker paper (C1 = 0.05, C2 = 0.5, C3 = 0.025, a1 = a2 = a3 = 1/3)."""
-
-    c1: float = 0.05
-    c2: float = 0.5
-    c3: float = 0.025
-    a1: float = 1 / 3
-    a2: float = 1 / 3
-    a3: float = 1 / 3
+PAPER_WEIGHTS = HybridWeights()  # the RecRanker paper's C1-C3 and a1-a3
 
 
 def utilities(
@@ -48,7 +38,7 @@ def utilities(
     point: Mapping[int, float] | None = None,
     pair: Mapping[int, float] | None = None,
     list_pos: Mapping[int, int] | None = None,
-    w: HybridWeights = HybridWeights(),
+    w: HybridWeights = PAPER_WEIGHTS,
     weights: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """U per candidate (in backbone order). A missing task contributes nothing.
@@ -101,7 +91,7 @@ def evaluate_rankings(
     targets: Mapping[int, int],
     predictions: Mapping[str, Sequence[Mapping[str, Any]]],
     *,
-    w: HybridWeights = HybridWeights(),
+    w: HybridWeights = PAPER_WEIGHTS,
     ks: Sequence[int] = (3, 5),
 ) -> tuple[dict[str, Any], dict[str, dict[int, list[int]]]]:
     """Metrics of the backbone order, each task's re-ranking and the hybrid, over ALL test users.

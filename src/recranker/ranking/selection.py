@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .hybrid import HybridWeights, list_positions, mean_scores_by_user
+from .config import HybridWeights
+from .hybrid import list_positions, mean_scores_by_user
 from .tasks import pair_wins
 
 METRICS = ("HR@3", "NDCG@3", "HR@5", "NDCG@5")
@@ -142,7 +143,7 @@ def select_weights(arr: TaskArrays, grid: Sequence[HybridWeights], ks: Sequence[
     best = int(np.argmax(scores))
     paper = objective(target_ranks(arr, HybridWeights()), ks)
     return grid[best], {
-        "weights": asdict(grid[best]),
+        "weights": grid[best].model_dump(),
         "valid_objective": float(scores[best]),
         "valid_objective_paper_weights": paper,
         "valid_objective_backbone": objective(target_ranks(arr, HybridWeights(), (0.0, 0.0, 0.0)), ks),

@@ -20,6 +20,10 @@ from typing import Self
 
 import numpy as np
 
+from recranker.llm.backends.config import GenerationConfig
+
+_GENERATION = GenerationConfig()  # the defaults: declared once, there
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -38,13 +42,20 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Generation settings. Defaults follow the RecRanker paper's vLLM inference settings."""
+    """One generation request: the knobs of a :class:`~recranker.llm.backends.config.GenerationConfig`
+    (its defaults: the RecRanker paper's vLLM settings) and a seed. Also built from HTTP requests
+    (``recranker serve``), whose own schema admits wider values."""
 
-    temperature: float = 0.1
-    top_k: int = 10
-    top_p: float = 0.1
-    max_new_tokens: int = 128
+    temperature: float = _GENERATION.temperature
+    top_k: int = _GENERATION.top_k
+    top_p: float = _GENERATION.top_p
+    max_new_tokens: int = _GENERATION.max_new_tokens
     seed: int = 0
+
+    @classmethod
+    def of(cls, config: GenerationConfig, seed: int = 0) -> Sampling:
+        """A request with CONFIG's knobs (e.g. params.yaml ``rank.sampling``) and SEED."""
+        return cls(**config.model_dump(), seed=seed)
 
 
 class Backend(ABC):
