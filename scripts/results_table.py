@@ -40,7 +40,7 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
     hw = m.get("hybrid_weights", {})
     w = hw.get("weights", {})
-    print(f"\nhybrid weights ({hw.get('chosen_on')}): " + ", ".join(f"{k} = {v:g}" for k, v in w.items()))
+    print(f"\nhybrid weights ({hw.get('chosen_on')}): " + ", ".join((f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}") for k, v in w.items()))
     sel = hw.get("selection")
     if sel:
         print(f"validation objective (mean of HR/NDCG@3,5 over {sel['valid_users']} users): chosen "

@@ -41,7 +41,7 @@ def evaluate(
     report, rankings = evaluate_rankings(cands, targets, preds, w=w, ks=p.evaluate.ks)
     report["dataset"], report["backbone_model"] = dataset, backbone
     report["hybrid_weights"] = {
-        "weights": {k: getattr(w, k) for k in ("c1", "c2", "c3", "a1", "a2", "a3")},
+        "weights": w.model_dump(),
         "chosen_on": "validation" if selection else "params (evaluate.hybrid)",
         **({"selection": selection} if selection else {}),
     }

@@ -18,6 +18,7 @@ import typer
 from stages import artifacts, paths
 
 REPORTS = Path("reports")
+RESULTS = Path("benchmarks/results")  # learning_curve*.json: benchmarks/learning_curve.py
 PACKAGES = ("recranker", "torch", "transformers", "peft", "trl", "accelerate", "dvc", "wandb", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 
@@ -110,9 +111,10 @@ def report(
     params = ws.params if ws else {}
     explain = paths.METRICS / "pref_explain.json"
     explanations = json.loads(explain.read_text(encoding="utf-8")).get("explanations") if explain.is_file() else None
+    curves = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in sorted(RESULTS.glob("learning_curve*.json"))}
     inp = Inputs(experiments, locations(), defaults_for(params), versions(),
                  checksums((params.get("run") or {}).get("datasets") or []), explanations, paper_scale,
-                 effective(params))
+                 effective(params), curves)
     rep = build(inp)
     images = render_plots(rep)
     with atomic_path(out, is_dir=True) as tmp:

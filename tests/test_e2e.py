@@ -65,7 +65,7 @@ def make_project(work: Path, overrides: dict) -> None:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, work / name)
     # the code the stages depend on (dvc.yaml lists it; the stages run the installed copy of it)
-    for name in ("bin", "src", "stages"):
+    for name in ("bin", "src", "stages", "benchmarks/results"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (work / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -264,3 +264,27 @@ def test_stage_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert exc.value.exit_code == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "users.json: not found" in lines[0]
+
+
+def test_popular_negatives_are_drawn_by_training_popularity():
+    """`negatives: popular` draws never-interacted candidates in proportion to their training
+    interactions (+1), so they look like a backbone's proposals; `uniform` (the paper) does not."""
+    inter, items = make_data(n_users=60, n_items=200)
+    rng = np.random.default_rng(3)  # a long tail, as in real data: item i drawn ∝ 1 / (i + 1)
+    zipf = 1.0 / np.arange(1, 201)
+    inter["item_id"] = [int(i) for i in rng.choice(200, size=len(inter), p=zipf / zipf.sum())]
+    inter = inter.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
+    train = inter[inter["split"] == "train"]
+    pop = np.bincount(train["item_id"], minlength=200)
+
+    def never_popularity(negatives):
+        cfg = config(negatives=negatives)
+        rows, _ = build_training(make_corpus(inter, items, context(), cfg, 0), MULTISET, cfg, 0)
+        seen = inter.groupby("user_id")["item_id"].agg(set)
+        drawn = [i for r in rows for i in r["candidates"] if i not in seen[r["user_id"]]]
+        assert drawn
+        return float(np.mean(pop[drawn]))
+
+    assert never_popularity("popular") > 1.3 * never_popularity("uniform")
+    with pytest.raises(Exception, match="negatives"):
+        config(negatives="hard")

@@ -86,9 +86,10 @@ def perturb_heldout(inter, splits=("valid", "test"), seed=1):
     return out
 
 
-def test_training_never_shows_a_users_valid_or_test_item():
+@pytest.mark.parametrize("negatives", ["uniform", "popular"])
+def test_training_never_shows_a_users_valid_or_test_item(negatives):
     inter, items = make_data()
-    c = cfg(shuffle_history=True)
+    c = cfg(shuffle_history=True, negatives=negatives)
     rows, _ = build_training(make_corpus(inter, items, CTX, c, 0), MULTISET, c, 0, item_mean)
     assert {r["task"] for r in rows} == {"pointwise", "pairwise", "listwise"}
     for r in rows:
@@ -99,11 +100,12 @@ def test_training_never_shows_a_users_valid_or_test_item():
         assert f"SECRET-VALID-{u}-END" not in text and f"SECRET-TEST-{u}-END" not in text
 
 
-@pytest.mark.parametrize("model", ["item_mean", "rating_mf"])
-def test_training_rows_ignore_valid_and_test_ratings(model):
+@pytest.mark.parametrize("model, negatives", [("item_mean", "uniform"), ("rating_mf", "uniform"),
+                                             ("item_mean", "popular")])
+def test_training_rows_ignore_valid_and_test_ratings(model, negatives):
     inter, items = make_data()
     fit = item_mean if model == "item_mean" else rating_mf(len(items))
-    c = cfg()
+    c = cfg(negatives=negatives)
 
     def build(data):
         rows, _ = build_training(make_corpus(data, items, CTX, c, 0), MULTISET, c, 0, fit)

@@ -154,3 +154,21 @@ def test_length_grouped_batches_keep_the_random_draw():
     # more steps than records: whole shuffled passes, each record once per pass
     many = length_grouped(recs[:10], batch_size=4, n_examples=25, seed=1)
     assert len(many) == 25 and all(sum(r is x for x in many) >= 2 for r in recs[:10])
+
+
+def test_instruction_mean_loss_weighs_every_answer_the_same(tiny_base, tmp_path):
+    """`loss_average: instruction`: the batch loss is the mean of each answer's own token mean,
+    i.e. of the losses each record has alone; trl's token mean lets the long answer dominate."""
+    recs = records(3)
+    recs[2]["completion"] = "A. Film one (1995)\nB. Film two (1996)\nC. Film three (1997)\nD. Film four"
+
+    def first_loss(rs, **kw):
+        cfg = settings(tmp_path / f"ckpt{len(kw)}{len(rs)}", max_steps=1, batch_size=len(rs), **kw)
+        out = tmp_path / "m"
+        return train_sft(tiny_base, rs, [], out, cfg)["curve"][0]["loss"]
+
+    alone = [first_loss([r]) for r in recs]
+    mean_of_answers = first_loss(recs, loss_average="instruction")
+    assert mean_of_answers == pytest.approx(sum(alone) / 3, rel=1e-3)
+    token_mean = first_loss(recs)
+    assert abs(token_mean - mean_of_answers) > 1e-3

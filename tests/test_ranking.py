@@ -72,6 +72,20 @@ def test_pair_wins_both_orders_agree_and_disagree():
     assert counts == {"pairs": 3, "pairs_with_both_orders": 2, "consistent_pairs": 1}
 
 
+
+def test_soft_pair_votes_cancel_a_position_bias_that_hard_votes_turn_into_draws():
+    """A model that answers "No" to everything (P(Yes) < .5 in both orders) but less firmly when
+    the better item comes first: hard votes call each pair a draw, soft votes keep its lean."""
+    rows = [_pair(0, 1, 2, 0.35), _pair(0, 2, 1, 0.25),  # P(1 over 2) = (.35 + .75) / 2 = .55
+            _pair(0, 2, 3, 0.30), _pair(0, 3, 2, 0.30)]  # no lean: .5 each
+    hard, counts = pair_wins(rows)
+    assert hard[0] == {1: 0.5, 2: 1.0, 3: 0.5}
+    soft, soft_counts = pair_wins(rows, soft=True)
+    assert soft[0] == pytest.approx({1: 0.55, 2: 0.45 + 0.5, 3: 0.5})
+    assert soft_counts == counts == {"pairs": 2, "pairs_with_both_orders": 2, "consistent_pairs": 0}
+    # one order only: the vote is that answer's probability
+    assert pair_wins([_pair(1, 5, 6, 0.4)], soft=True)[0][1] == pytest.approx({5: 0.4, 6: 0.6})
+
 # -- listwise parser --------------------------------------------------------------------------
 
 

@@ -161,6 +161,31 @@ def test_position_consistency_and_case_study():
     assert "Case study" in md and NOT_RUN in md
 
 
+
+def _curve_point(n, hybrid_hr3, lo, hi):
+    metric = lambda x: {"HR@3": x, "NDCG@3": x / 2}
+    return {"instructions_seen": n, "pairwise_consistency": 0.5,
+            "test": {"backbone": metric(0.06), "pointwise": metric(0.05), "hybrid": metric(hybrid_hr3)},
+            "test_vs_backbone": {"hybrid": {"HR@3": {"improvement_%": 100 * (hybrid_hr3 - 0.06) / 0.06,
+                                                     "improvement_ci95_%": [lo, hi]}}}}
+
+
+def test_learning_curve_section_table_and_plots():
+    curve = {"command": "benchmarks/learning_curve.py --points 120,600", "lr": 5e-4, "bf16": True,
+             "points": [_curve_point(600, 0.066, -4.0, 25.0), _curve_point(120, 0.054, -20.0, 3.0)]}
+    inp = make_inputs()
+    rep = build(Inputs(**{**inp.__dict__, "learning_curves": {"learning_curve": curve}}))
+    t = table(rep, "learning_curve: test over all users")
+    assert [r[0] for r in t.rows] == ["120", "600"]  # by instructions seen
+    assert t.columns[:3] == ["Instructions seen", "Base HR@3", "Base NDCG@3"] and "+ pairwise HR@3" not in t.columns
+    assert t.rows[1][-2] == "+10.00% [-4.00%, +25.00%]"
+    plots = {pl.name: pl for s in rep.sections for pl in s.plots}
+    hr = plots["learning_curve_HR3"]
+    assert [ser.y for ser in hr.series if ser.label == "+ RecRanker (hybrid) HR@3"] == [[0.054, 0.066]]
+    assert "learning_curve_NDCG3" in render_plots(rep)
+    md = to_markdown(build(make_inputs()))
+    assert "Learning curve" in md and NOT_RUN in md.split("Learning curve")[1]
+
 def test_provenance_lists_param_changes():
     rep = build(make_inputs())
     t = table(rep, "params.yaml vs defaults")

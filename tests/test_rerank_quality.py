@@ -151,14 +151,17 @@ def test_vectorised_ranks_equal_the_rerank_formula():
     arr = task_arrays(cands, targets, preds)
     point = {u: {r["candidates"][0]: r["scores"][0] for r in preds["pointwise"] if r["user_id"] == u}
              for u in users}
-    wins = pair_wins(preds["pairwise"], per_comparison=True)[0]
+    wins = {votes: pair_wins(preds["pairwise"], per_comparison=True, soft=votes == "soft")[0]
+            for votes in ("hard", "soft")}
     from recranker.ranking.hybrid import list_positions
 
     lpos = list_positions(preds["listwise"])
-    for w in weight_grid()[::97]:
+    grid = weight_grid()
+    assert {w.pair_votes for w in grid[::97]} == {"hard", "soft"}
+    for w in grid[::97]:
         fast = target_ranks(arr, w)
         slow = [rank_of(np.array([targets[u]]), np.array([rerank(cands[u], utilities(
-            cands[u], point=point[u], pair=wins[u], list_pos=lpos[u], w=w))]))[0] for u in users]
+            cands[u], point=point[u], pair=wins[w.pair_votes][u], list_pos=lpos[u], w=w))]))[0] for u in users]
         assert fast.tolist() == list(slow)
     report, _ = evaluate_rankings(cands, targets, preds, w=HybridWeights(), ks=(3, 5))
     pm = per_user_metrics(target_ranks(arr, HybridWeights()))
@@ -185,8 +188,8 @@ def test_selection_finds_the_weighting_that_validation_rewards():
 def test_grid_starts_with_the_papers_weights_and_has_no_duplicates():
     g = weight_grid()
     assert g[0] == HybridWeights()
-    keys = [(w.a1, w.a2, w.a3, w.c1 if w.a1 else None, w.c2 if w.a2 else None, w.c3 if w.a3 else None)
-            for w in g[1:]]
+    keys = [(w.a1, w.a2, w.a3, w.c1 if w.a1 else None, w.c2 if w.a2 else None, w.c3 if w.a3 else None,
+             w.pair_votes if w.a2 else None) for w in g[1:]]
     assert len(keys) == len(set(keys))
 
 

@@ -122,3 +122,6 @@ class SFTSettings(TrainSettings):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     group_by_length: bool = Field(
         True, description="batches of similar lengths: less padding (listwise instructions are ~2x longer)")
+    loss_average: Literal["token", "instruction"] = Field(
+        "token", description="SFT loss: mean over answer tokens (trl's) or over instructions, each answer's "
+                             "tokens averaged first, so a one-token Yes/No weighs as much as a 100-token list")

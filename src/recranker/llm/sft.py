@@ -247,6 +247,34 @@ def save_trained(trainer, out_dir: Path) -> None:
     stable_adapter_config(out_dir)
 
 
+def instruction_mean_trainer():
+    """trl's SFTTrainer whose training loss averages each instruction's answer tokens first, then
+    the instructions (``loss_average: instruction``).
+
+    trl averages over all answer tokens of a batch, so a listwise answer (~100 tokens, mostly
+    titles copied from the prompt) outweighs a pairwise "Yes"/"No" a hundredfold and the one-token
+    decisions barely move. Evaluation keeps trl's token mean. Reuses trl's fused LM head (per-token
+    log-probs and label mask), so it costs no extra forward.
+    """
+    from trl import SFTTrainer
+
+    class InstructionMeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or not model.training:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs["use_cache"] = False
+            out = model(**inputs, fused_lm_head=True)
+            mask = out.label_mask
+            per_answer = -out.log_probs.sum(-1) / mask.sum(-1).clamp(min=1)
+            answered = mask.any(-1)
+            loss = (per_answer * answered).sum() / answered.sum().clamp(min=1)
+            if num_items_in_batch is not None:  # Trainer then leaves the accumulation average to the loss
+                loss = loss / self.current_gradient_accumulation_steps
+            return loss
+
+    return InstructionMeanSFTTrainer
+
+
 def train_sft(
     base_dir: str | Path,
     train_records: Sequence[dict],
@@ -290,7 +318,8 @@ def train_sft(
         packing=False,
         include_num_input_tokens_seen="non_padding",
     )
-    trainer = SFTTrainer(
+    trainer_class = instruction_mean_trainer() if getattr(cfg, "loss_average", "token") == "instruction" else SFTTrainer
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_ds,

@@ -32,6 +32,8 @@ class InstructConfig(Section):
     test_rank_hint: Literal["backbone", "rating_mf"] = Field(
         "backbone", description="which scores order the ranking prompts' pairwise/listwise hints")
     max_title_chars: int = Field(100, ge=8, description="titles longer than this are cut")
+    negatives: Literal["uniform", "popular"] = Field(
+        "uniform", description="never-interacted training candidates: uniform (the paper) or by training popularity")
 
     @model_validator(mode="after")
     def _listwise_fits(self):

@@ -51,7 +51,11 @@ class Corpus:
         seed: int,
         max_title_chars: int = 100,
         ctx: DatasetContext | None = None,
+        negatives: str = "uniform",
     ):
+        if negatives not in ("uniform", "popular"):
+            raise RecrankerError(f"instruct.negatives: unknown sampling {negatives!r} (uniform|popular)")
+        self.negatives = negatives
         self.ctx = ctx  # the dataset's name, domain wording, rating scale and thresholds
         missing = [c for c in REQUIRED if c not in interactions.columns]
         if missing:
@@ -90,6 +94,9 @@ class Corpus:
         }
         self._train_users = self.train["user_id"].to_numpy()
         self._visible_users = self.visible["user_id"].to_numpy()
+        # Training popularity (+1: every item stays drawable), for `negatives: popular`.
+        pop = np.bincount(self.train["item_id"].to_numpy(np.int64), minlength=self.n_items) + 1.0
+        self._popularity = pop / pop.sum()
 
     @staticmethod
     def _slice(users: np.ndarray, u: int) -> slice:
@@ -125,12 +132,17 @@ class Corpus:
         return self._seen.get(u, frozenset())
 
     def never(self, u: int, k: int, rng: np.random.Generator, exclude=()) -> list[int]:
-        """``k`` distinct items the user never interacted with (any split), uniformly."""
+        """``k`` distinct items the user never interacted with (any split): uniformly, or with
+        ``negatives="popular"`` in proportion to their training interactions + 1, so the negatives
+        look like the popular items a backbone proposes at ranking time rather than obscure ones
+        a title alone gives away."""
         banned = set(self.seen(u)) | set(exclude)
         k = min(k, self.n_items - len(banned))
         out: list[int] = []
         while len(out) < k:
-            for d in rng.integers(self.n_items, size=2 * k + 4).tolist():
+            draws = (rng.integers(self.n_items, size=2 * k + 4) if self.negatives == "uniform"
+                     else rng.choice(self.n_items, size=2 * k + 4, p=self._popularity))
+            for d in draws.tolist():
                 if d not in banned:
                     banned.add(d)
                     out.append(d)
@@ -145,4 +157,5 @@ def make_corpus(interactions: pd.DataFrame, items: pd.DataFrame, ctx: DatasetCon
     return Corpus(
         interactions, items, like=ctx.like_threshold, dislike=ctx.dislike_threshold,
         n_folds=cfg.n_folds, seed=seed, max_title_chars=cfg.max_title_chars, ctx=ctx,
+        negatives=cfg.negatives,
     )

@@ -46,7 +46,8 @@ def utilities(
     point: item → LLM rating s; U_point = s − m·C1 with m = backbone rank (1-based). An item
         the pointwise task did not score gets s = 0 (it sinks; it cannot happen with complete
         predictions).
-    pair: item → number of (possibly fractional) pair wins; U_pair = wins·C2.
+    pair: item → number of (possibly fractional) pair wins, counted as ``w.pair_votes`` says by
+        the caller; U_pair = wins·C2.
     list_pos: item → 1-based listwise position m'; U_list = −m'·C3.
     weights: (a1, a2, a3) overriding ``w`` (e.g. (1, 0, 0) for a single task).
     """
@@ -105,8 +106,8 @@ def evaluate_rankings(
     users = sorted(int(u) for u in targets)
     k_prime = max((len(c) for c in candidates.values()), default=0)
     point = mean_scores_by_user(predictions["pointwise"]) if "pointwise" in predictions else None
-    pair, pair_counts = (pair_wins(predictions["pairwise"], per_comparison=True) if "pairwise" in predictions
-                         else (None, None))
+    pair, pair_counts = (pair_wins(predictions["pairwise"], per_comparison=True, soft=w.pair_votes == "soft")
+                         if "pairwise" in predictions else (None, None))
     lpos = list_positions(predictions["listwise"]) if "listwise" in predictions else None
     tasks = {"pointwise": (point, (1.0, 0.0, 0.0)), "pairwise": (pair, (0.0, 1.0, 0.0)),
              "listwise": (lpos, (0.0, 0.0, 1.0))}

@@ -35,7 +35,8 @@ class TaskArrays:
     target_pos: np.ndarray  # (n,) 0-based index of the held-out item among the candidates; -1: absent
     valid: np.ndarray  # (n, k) False where a user has fewer than k' candidates
     point: np.ndarray | None  # expected rating (0 where not scored, as in ``utilities``)
-    pair: np.ndarray | None  # pair wins
+    pair: np.ndarray | None  # pair wins from hard votes
+    pair_soft: np.ndarray | None  # pair wins from soft votes (HybridWeights.pair_votes)
     list_pos: np.ndarray | None  # mean 1-based listwise position (k' where not placed)
 
 
@@ -69,9 +70,13 @@ def task_arrays(
         return out
 
     point = mean_scores_by_user(predictions["pointwise"]) if "pointwise" in predictions else None
-    pair = pair_wins(predictions["pairwise"], per_comparison=True)[0] if "pairwise" in predictions else None
+    pair = soft = None
+    if "pairwise" in predictions:
+        pair = pair_wins(predictions["pairwise"], per_comparison=True)[0]
+        soft = pair_wins(predictions["pairwise"], per_comparison=True, soft=True)[0]
     lpos = list_positions(predictions["listwise"]) if "listwise" in predictions else None
-    return TaskArrays(users, target_pos, cand >= 0, grid(point, 0.0), grid(pair, 0.0), grid(lpos, float(k)))
+    return TaskArrays(users, target_pos, cand >= 0, grid(point, 0.0), grid(pair, 0.0), grid(soft, 0.0),
+                      grid(lpos, float(k)))
 
 
 def target_ranks(arr: TaskArrays, w: HybridWeights, weights: tuple[float, float, float] | None = None
@@ -86,8 +91,9 @@ def target_ranks(arr: TaskArrays, w: HybridWeights, weights: tuple[float, float,
     u = np.zeros((n, k))
     if arr.point is not None and a1:
         u += a1 * (arr.point - m * w.c1)
-    if arr.pair is not None and a2:
-        u += a2 * w.c2 * arr.pair
+    pair = arr.pair_soft if w.pair_votes == "soft" else arr.pair
+    if pair is not None and a2:
+        u += a2 * w.c2 * pair
     if arr.list_pos is not None and a3:
         u += a3 * -w.c3 * arr.list_pos
     u = np.where(arr.valid, u, -np.inf)
@@ -121,18 +127,19 @@ def weight_grid(
     c1: Sequence[float] = (0.0, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
     c2: Sequence[float] = (0.25, 0.5, 1.0),
     c3: Sequence[float] = (0.0125, 0.025, 0.05, 0.1),
+    pair_votes: Sequence[str] = ("hard", "soft"),
 ) -> list[HybridWeights]:
     """The paper's weights first (they win ties), then a1..a3 on a simplex of step ``a_step``
-    crossed with the C values; weightings that cannot differ (a task weighted 0 ignores its C)
-    appear once."""
+    crossed with the C values and the pairwise vote read-outs; weightings that cannot differ (a
+    task weighted 0 ignores its C, a2 = 0 ignores the votes) appear once."""
     n = round(1 / a_step)
     simplex = [(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)]
     seen, out = set(), [HybridWeights()]
-    for (a1, a2, a3), x1, x2, x3 in itertools.product(simplex, c1, c2, c3):
-        key = (a1, a2, a3, x1 if a1 else None, x2 if a2 else None, x3 if a3 else None)
+    for (a1, a2, a3), x1, x2, x3, votes in itertools.product(simplex, c1, c2, c3, pair_votes):
+        key = (a1, a2, a3, x1 if a1 else None, x2 if a2 else None, x3 if a3 else None, votes if a2 else None)
         if key not in seen:
             seen.add(key)
-            out.append(HybridWeights(c1=x1, c2=x2, c3=x3, a1=a1, a2=a2, a3=a3))
+            out.append(HybridWeights(c1=x1, c2=x2, c3=x3, a1=a1, a2=a2, a3=a3, pair_votes=votes))
     return out
 
 

@@ -87,7 +87,7 @@ def run_pairwise(backend, instructions: Sequence[Instruction], answers: Sequence
     return pairwise_rows(instructions, list(backend.label_logprobs(_prompts(instructions), list(answers))))
 
 
-def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False
+def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False, soft: bool = False
               ) -> tuple[dict[int, dict[int, float]], dict[str, int]]:
     """Pairwise predictions → (user → item → wins, consistency counts).
 
@@ -97,6 +97,12 @@ def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False
     disagreeing orders share it, 0.5 each (our rule for RecRanker's C2 when the orders
     disagree). A pair is position-consistent when all its orders pick the same item.
 
+    ``soft``: an instruction gives each candidate its probability share instead of a 0/1 win, so
+    a pair's win fraction is the mean of P(A preferred) over its orders. A model with a position
+    bias (e.g. P(Yes) ≈ .3 whatever the pair) then still ranks by how far each order moves that
+    probability: with both orders the bias cancels, where hard votes would call every pair a draw.
+    Consistency is always counted on the hard answers (what the model would say).
+
     ``per_comparison``: scale an item's wins by (the user's most comparisons per item) / (its own
     comparisons), i.e. judge it by the share of its comparisons it wins. With adjacent pairs the
     backbone's first and last items take part in one comparison and the others in two, so raw
@@ -104,12 +110,13 @@ def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False
     that carries no information (e.g. always "Yes") leaves the backbone order as it is. With all
     pairs every item has the same number of comparisons and nothing changes.
     """
-    votes: dict[int, dict[frozenset, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    votes: dict[int, dict[frozenset, list[tuple[int, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         (a, b), (sa, sb) = r["candidates"], r["scores"]
         a, b = int(a), int(b)
-        win_a = 1.0 if sa > sb else 0.0 if sa < sb else 0.5
-        votes[int(r["user_id"])][frozenset((a, b))].append((a, win_a))
+        hard_a = 1.0 if sa > sb else 0.0 if sa < sb else 0.5
+        soft_a = sa / (sa + sb) if sa + sb > 0 else 0.5
+        votes[int(r["user_id"])][frozenset((a, b))].append((a, soft_a if soft else hard_a, hard_a))
     wins: dict[int, dict[int, float]] = {}
     pairs = multi = consistent = 0
     for u, by_pair in votes.items():
@@ -117,7 +124,7 @@ def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False
         n: dict[int, int] = defaultdict(int)
         for pair, vs in by_pair.items():
             a, b = sorted(pair)
-            frac_a = float(np.mean([wa if x == a else 1.0 - wa for x, wa in vs]))
+            frac_a = float(np.mean([wa if x == a else 1.0 - wa for x, wa, _ in vs]))
             w[a] += frac_a
             w[b] += 1.0 - frac_a
             n[a] += 1
@@ -125,7 +132,7 @@ def pair_wins(rows: Iterable[Mapping[str, Any]], per_comparison: bool = False
             pairs += 1
             if len(vs) > 1:
                 multi += 1
-                consistent += frac_a in (0.0, 1.0)
+                consistent += float(np.mean([h if x == a else 1.0 - h for x, _, h in vs])) in (0.0, 1.0)
         if per_comparison:
             most = max(n.values())
             w = {i: v * most / n[i] for i, v in w.items()}

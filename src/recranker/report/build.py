@@ -46,6 +46,7 @@ class Inputs:
     explanations: list[dict] | None = None  # metrics/pref_explain.json "explanations"
     paper_scale: bool = False  # show the paper-scale experiments of each recipe instead of the CPU ones
     effective_params: dict[str, Any] | None = None  # the workspace params after validation (defaults filled)
+    learning_curves: dict[str, dict[str, Any]] | None = None  # name → benchmarks/learning_curve.py's JSON
 
 
 def _metric_names(params: Mapping) -> list[str]:
@@ -243,6 +244,52 @@ def consistency(inp: Inputs) -> tuple[Table, Plot]:
     return table, plot
 
 
+def learning_curve_section(curves: Mapping[str, Mapping[str, Any]] | None) -> Section:
+    """RecRanker's data-scaling figure at CPU scale: test HR@3 / NDCG@3 against instructions seen,
+    one table and two plots per measured curve (e.g. per SFT loss)."""
+    sec = Section("Learning curve: test quality against SFT instructions seen",
+                  "benchmarks/learning_curve.py: snapshots of one SFT run; at each, the hybrid's weights are "
+                  "chosen on the valid split and test is reported over all test users, with the change of the "
+                  "hybrid over the backbone and its 95% paired bootstrap interval.")
+    curves = {k: v for k, v in (curves or {}).items() if v.get("points")}
+    if not curves:
+        sec.text += " " + NOT_RUN + "."
+    for name, curve in sorted(curves.items()):
+        table, plots = _curve(name, curve)
+        sec.tables.append(table)
+        sec.plots += plots
+    return sec
+
+
+def _curve(name: str, curve: Mapping[str, Any]) -> tuple[Table, list[Plot]]:
+    methods = [(m, label) for m, label in METHODS if any(m in pt["test"] for pt in curve["points"])]
+    cols = ["Instructions seen"] + [f"{label} {k}" for _, label in methods for k in ("HR@3", "NDCG@3")] \
+        + ["hybrid HR@3 change [95%]", "position consistency"]
+    rows = []
+    series = {(m, k): Series(f"{label} {k}", [], [], "--" if m == "backbone" else "-o")
+              for m, label in methods for k in ("HR@3", "NDCG@3")}
+    for pt in sorted(curve["points"], key=lambda x: x["instructions_seen"]):
+        n, test = pt["instructions_seen"], pt["test"]
+        change = get(pt, "test_vs_backbone.hybrid.HR@3") or {}
+        ci = change.get("improvement_ci95_%")
+        rows.append([str(n)] + [fmt(get(test, f"{m}.{k}")) for m, _ in methods for k in ("HR@3", "NDCG@3")]
+                    + [f"{pct(change.get('improvement_%'))} [{pct(ci[0])}, {pct(ci[1])}]" if ci else NA,
+                       fmt(pt.get("pairwise_consistency"), 3)])
+        for (m, k), ser in series.items():
+            value = get(test, f"{m}.{k}")
+            if isinstance(value, (int, float)):
+                ser.x.append(float(n))
+                ser.y.append(float(value))
+    how = (f"lr {curve.get('lr')}, bf16 {curve.get('bf16')}, loss averaged per {curve.get('loss_average', 'token')}; "
+           f"SFT {curve.get('sft_seconds')} s at {curve.get('sft_tokens_per_s')} tokens/s; "
+           f"`{curve.get('command', '?')}`")
+    table = Table(f"{name}: test over all users, weights chosen on validation at each point", cols, rows,
+                  f"{how}. {curve.get('schedule_note', '')}")
+    plots = [Plot(f"{name}_{k.replace('@', '')}", f"{name}: {k} against SFT instructions seen", "instructions seen",
+                  k, [ser for (_, kk), ser in series.items() if kk == k]) for k in ("HR@3", "NDCG@3")]
+    return table, plots
+
+
 def explanation_section(explanations: Sequence[dict] | None) -> Section:
     sec = Section("Case study: per-token probabilities before/after DMPO",
                   "p(token | prompt, previous tokens) of the positive and the negatives under each model "
@@ -361,6 +408,7 @@ def build(inp: Inputs) -> Report:
     sections.append(Section("Position consistency", "Does the tuned LLM give the same pairwise answer when "
                             "the two candidates swap places? (Position shifting in training should raise it.)",
                             [table], [plot]))
+    sections.append(learning_curve_section(inp.learning_curves))
     sections.append(explanation_section(inp.explanations))
     return Report("RecRanker / DMPO experiment report", sections)
 
