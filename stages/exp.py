@@ -28,16 +28,24 @@ def save_kept() -> int:
     """Merge the finished experiments of `dvc exp show` into metrics/experiments.json; return how
     many it keeps (newer results of the same name replace older ones)."""
     from recranker.io import write_json
-    from recranker.report.expshow import finished
+    from recranker.report.expshow import finished, with_full_metrics
     from stages.artifacts import KEPT, exp_show, kept_experiments
 
-    live = finished(exp_show(None))
+    live = with_full_metrics(finished(exp_show(None)), committed_file)
     names = {e.get("name") for base in live for e in base["experiments"]}
     old = [{**b, "experiments": [e for e in b["experiments"] if e.get("name") not in names]} 
            for b in kept_experiments()]
     kept = live + [b for b in old if b["experiments"]]
     write_json(KEPT, kept)
     return sum(len(b["experiments"]) for b in kept)
+
+
+def committed_file(rev: str | None, path: str) -> str | None:
+    """PATH's text at commit REV (an experiment's metrics file, tracked by git), or None."""
+    if not rev or not path.endswith(".json"):
+        return None
+    done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else None
 
 
 def check_overrides(recipe_name: str, variant: str, overrides: dict) -> None:

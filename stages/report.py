@@ -104,9 +104,13 @@ def report(
     """Write reports/: README.md (Markdown), report.html (self-contained) and plots/*.png."""
     from recranker.io import atomic_path
     from recranker.report import Inputs, build, parse_exp_show, render_plots, to_html, to_markdown
-    from recranker.report.expshow import with_kept
+    from recranker.report.expshow import with_full_metrics, with_kept
+    from stages.exp import committed_file
 
-    experiments = parse_exp_show(with_kept(artifacts.exp_show(exp_show_file), artifacts.kept_experiments()))
+    live = artifacts.exp_show(exp_show_file)
+    if exp_show_file is None:  # live experiments: their whole metrics files, intervals included
+        live = with_full_metrics(live, committed_file)
+    experiments = parse_exp_show(with_kept(live, artifacts.kept_experiments()))
     ws = next((e for e in experiments if e.kind == "workspace"), None)
     params = ws.params if ws else {}
     explain = paths.METRICS / "pref_explain.json"

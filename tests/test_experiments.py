@@ -177,3 +177,23 @@ def test_catalogue_files_are_the_recipes(tmp_path):
     (tmp_path / "recipes" / "rr-extra.yaml").write_text("paper: x\n")
     with pytest.raises(RecrankerError, match="index.yaml: order must list exactly the recipe files"):
         ex.load_catalogue(tmp_path / "recipes")
+
+
+def test_committed_file_reads_a_metrics_file_at_a_commit(tmp_path, monkeypatch):
+    """What `recranker exp --save` restores the intervals from: a real git commit."""
+    import subprocess
+
+    from stages.exp import committed_file
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "pref_eval.json").write_text('{"auc_ci95": [0.5, 0.6]}\n')
+    subprocess.run([*git, "add", "metrics"], check=True)
+    subprocess.run([*git, "commit", "-qm", "m"], check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "metrics" / "pref_eval.json").write_text("{}\n")  # the workspace moved on
+    assert committed_file(rev, "metrics/pref_eval.json") == '{"auc_ci95": [0.5, 0.6]}\n'
+    assert committed_file(rev, "metrics/missing.json") is None
+    assert committed_file(None, "metrics/pref_eval.json") is None

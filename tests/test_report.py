@@ -255,3 +255,28 @@ def test_kept_experiments_stand_in_for_missing_exp_refs():
     merged = parse_exp_show(with_kept(clone, kept))
     assert sorted(e.name for e in merged if e.kind == "experiment") == done and done
     assert with_kept(rows, kept) == rows  # live experiments win; nothing is doubled
+
+
+def test_kept_intervals_reach_the_tables():
+    """`dvc exp show` drops lists; `recranker exp --save` restores the whole metrics file from the
+    experiment's commit, and the sweep tables then print the 95% intervals."""
+    from recranker.report.expshow import with_full_metrics
+
+    rows = exp_show()
+    ev, pe = "metrics/evaluate/ml-100k/mf.json", "metrics/pref_eval.json"
+    whole = pref_json(0.75)
+    whole["ml-100k"]["dmpo"]["auc_ci95"] = [0.7123, 0.7891]
+    ev_whole = evaluate_json(0.3)
+    ev_whole["bootstrap"] = {"hybrid": {"HR@3": {"improvement_ci95_%": [-12.5, 30.25]}}}
+    files = {("rdmpo-k-k5", pe): json.dumps(whole), ("rrr-c1-c1-0p1", ev): json.dumps(ev_whole)}
+    full = with_full_metrics(rows, lambda rev, path: files.get((rev, path)))
+    assert "auc_ci95" not in json.dumps(rows)  # the input is not modified
+    rep = build(make_inputs(full))
+    k = {r[1]: r for r in table(rep, "DMPO Figure 3").rows}
+    assert k["dmpo-k-k5"][3:] == ["0.6000", "0.7500 [0.712, 0.789]"]
+    assert k["dmpo-k-k1"][3:] == ["0.6000", "0.6500"]  # no file at its commit: DVC's scalars stay
+    t = table(rep, "Figure 3 (C1)")
+    c1 = {r[1]: r for r in t.rows}
+    change = c1["rr-c1-c1-0p1"][t.columns.index("ml-100k/mf HR@3 change [95%]")]
+    assert change == f"{ev_whole['hybrid']['improvement_%']['HR@3']:+.2f}% [-12.50%, +30.25%]"
+    assert c1["rr-c1-c1-0p05"][t.columns.index("ml-100k/mf HR@3 change [95%]")] == NOT_RUN  # queued

@@ -75,6 +75,25 @@ def _cell(e: Experiment | None, path: str, *keys: str, digits: int = 4) -> str:
     return fmt(value, digits) if not isinstance(value, dict) else NA
 
 
+def _auc_cell(e: Experiment | None, path: str, ds: str, model: str) -> str:
+    """The AUC, with its 95% bootstrap interval when the metrics file kept it."""
+    cell = _cell(e, path, ds, model, "auc")
+    ci = get(e.metrics.get(path), f"{ds}.{model}.auc_ci95") if e else None
+    return f"{cell} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 else cell
+
+
+def _change(e: Experiment | None, path: str, method: str, metric: str) -> str:
+    """``method``'s change over the base in %, with its 95% paired bootstrap interval if kept."""
+    data = e.metrics.get(path) if e else None
+    if data is None:
+        return NOT_RUN
+    value = get(data, f"{method}.improvement_%.{metric}")
+    if not isinstance(value, (int, float)):
+        return NA
+    ci = get(data, f"bootstrap.{method}.{metric}.improvement_ci95_%")
+    return pct(value) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if isinstance(ci, list) and len(ci) == 2 else "")
+
+
 def _interval(e: Experiment | None, loc: Locations, ds: str, bb: str, metric: str) -> str:
     data = e.metrics.get(loc.evaluate.format(dataset=ds, backbone=bb)) if e else None
     if data is None:
@@ -124,10 +143,12 @@ def variant_table(r: Recipe, inp: Inputs, workspace: Experiment, method: str = "
                 if (ds, bb) not in pairs:
                     pairs.append((ds, bb))
     metrics = _metric_names(workspace.params)
-    cols = ["Variant", "Experiment", "Status"] + [f"{ds}/{bb} {m}" for ds, bb in pairs for m in metrics]
+    cols = ["Variant", "Experiment", "Status"] + [f"{ds}/{bb} {m}" for ds, bb in pairs for m in metrics] + [
+        f"{ds}/{bb} {metrics[0]} change [95%]" for ds, bb in pairs]
     rows, series = [], {}
     for v, name, e, status in rows_src:
         cells = [_cell(e, inp.loc.evaluate.format(dataset=ds, backbone=bb), method, m) for ds, bb in pairs for m in metrics]
+        cells += [_change(e, inp.loc.evaluate.format(dataset=ds, backbone=bb), method, metrics[0]) for ds, bb in pairs]
         rows.append([v.label, name, status] + cells)
         if e is None or v.x is None:
             continue
@@ -160,7 +181,7 @@ def _pref_datasets(e: Experiment | None, r: Recipe | None, v: Variant | None, wo
 def auc_table(e: Experiment | None, title: str, datasets: Sequence[str], loc: Locations) -> Table:
     """DMPO Table 2: AUC per model (rows) and dataset (columns), backbones on the same pairs."""
     cols = ["Model"] + [f"{ds} AUC" for ds in datasets]
-    rows = [[label] + [_cell(e, loc.pref_eval, ds, m, "auc") for ds in datasets] for m, label in PREF_MODELS]
+    rows = [[label] + [_auc_cell(e, loc.pref_eval, ds, m) for ds in datasets] for m, label in PREF_MODELS]
     names: list[str] = []
     for ds in datasets:
         data = e.metrics.get(loc.pref_backbone.format(dataset=ds)) if e else None
@@ -187,7 +208,7 @@ def pref_sweep(r: Recipe, inp: Inputs, workspace: Experiment) -> tuple[Table, Pl
     cols = ["Variant", "Experiment", "Status"] + [f"{ds} {m} AUC" for ds in datasets for m in ("sft", "dmpo")]
     rows, series = [], {}
     for v, name, e, status in rows_src:
-        rows.append([v.label, name, status] + [_cell(e, inp.loc.pref_eval, ds, m, "auc")
+        rows.append([v.label, name, status] + [_auc_cell(e, inp.loc.pref_eval, ds, m)
                                                for ds in datasets for m in ("sft", "dmpo")])
         for ds in datasets:
             value = get(e.metrics.get(inp.loc.pref_eval), f"{ds}.dmpo.auc") if e else None

@@ -126,6 +126,26 @@ def finished(rows: list) -> list:
     return out
 
 
+def with_full_metrics(rows: list, read) -> list:
+    """ROWS with each experiment's metrics replaced by the whole file its commit holds.
+
+    `dvc exp show --json` keeps only scalars, so the 95% intervals (lists) of a metrics file are
+    lost; ``read(rev, path)`` returns that file's text at the experiment's commit, or None (then
+    DVC's scalars stay)."""
+    import copy
+    import json
+
+    rows = copy.deepcopy(rows)
+    for base in rows:
+        for exp in (base.get("experiments") or []) if isinstance(base, dict) else []:
+            for rev in exp.get("revs") or []:
+                for path, entry in ((rev.get("data") or {}).get("metrics") or {}).items():
+                    text = read(rev.get("rev"), path) if isinstance(entry, dict) and "data" in entry else None
+                    if text is not None:
+                        entry["data"] = json.loads(text)
+    return rows
+
+
 def with_kept(rows: list, kept: list) -> list:
     """ROWS plus every kept experiment whose name ROWS lacks, under ROWS' first baseline (a fresh
     clone's HEAD), so that the report does not depend on local experiment refs."""
