@@ -53,6 +53,40 @@ def snapshot_callback(steps_to_dir: dict[int, Path]):
     return Snapshots()
 
 
+def heldout_auc(arr) -> dict[str, float]:
+    """What each task's scores know about the held-out item, free of the hybrid's weights: over the
+    users whose held-out item is among the candidates, the mean share of the other candidates that
+    the task scores below it (ties count half; 0.5 = no information). ``backbone`` is the
+    candidates' own order; ``pairwise`` uses soft votes, whose two orders cancel a fixed answer bias.
+    """
+    import numpy as np
+
+    has = arr.target_pos >= 0
+    rows, t = np.flatnonzero(has), arr.target_pos[has]
+    k = arr.valid.shape[1]
+    grids = {"backbone": np.tile(-np.arange(k, dtype=np.float64), (len(arr.users), 1)),
+             "pointwise": arr.point, "pairwise": arr.pair_soft,
+             "listwise": None if arr.list_pos is None else -arr.list_pos}
+    other = arr.valid[rows].copy()
+    other[np.arange(len(rows)), t] = False
+    out = {}
+    for name, grid in grids.items():
+        if grid is None or not len(rows):
+            continue
+        s = grid[rows]
+        st = s[np.arange(len(rows)), t][:, None]
+        below = ((s < st) & other).sum(axis=1) + 0.5 * ((s == st) & other).sum(axis=1)
+        out[name] = float(np.mean(below / np.maximum(other.sum(axis=1), 1)))
+    return out
+
+
+def yes_share(pairwise_rows) -> float | None:
+    """Share of pairwise prompts answered "the first is preferred" (P(Yes) > P(No)): .5 for a model
+    that reads the movies and sees each pair in both orders; 0 or 1 for one that answers by rote."""
+    rows = list(pairwise_rows or [])
+    return sum(r["scores"][0] > r["scores"][1] for r in rows) / len(rows) if rows else None
+
+
 def rank_split(adapter: Path, path: Path, users: set[int] | None, p, scale):
     import torch
 
@@ -119,8 +153,8 @@ def main() -> None:
     points = sorted({int(x) for x in a.points.split(",")})
     steps = {max(1, n // bs): n for n in points}
     train_path = a.train or ROOT / f"data/instructions/train/{a.dataset}.jsonl"
-    records = [r for r, _ in read_jsonl(train_path)]
-    if max(points) > len(records):
+    records = [] if a.reevaluate else [r for r, _ in read_jsonl(train_path)]  # re-evaluation trains nothing
+    if not a.reevaluate and max(points) > len(records):
         sys.exit(f"--points: {max(points)} instructions asked, {train_path} has {len(records)} (no repeats)")
     scale = RatingScale.from_stats(json.loads((ROOT / f"data/processed/{a.dataset}/stats.json").read_text()))
     test_c, test_t = candidates_and_targets(a.dataset, a.backbone, "test")
@@ -135,16 +169,19 @@ def main() -> None:
     rows, t_start = [], time.perf_counter()
 
     def evaluate_point(vp, tp) -> dict:
-        """Weights chosen on the valid predictions, then test over all test users, with intervals."""
+        """Weights chosen on the valid predictions, then test over all test users, with intervals;
+        what each task learned (held-out-item AUC, pairwise answer balance) on both splits."""
         ranked = {int(r["user_id"]) for rs in vp.values() for r in rs}
-        w, sel = select_weights(task_arrays(valid_c, {u: i for u, i in valid_t.items() if u in ranked}, vp),
-                                weight_grid())
+        valid_arr = task_arrays(valid_c, {u: i for u, i in valid_t.items() if u in ranked}, vp)
+        w, sel = select_weights(valid_arr, weight_grid())
         chosen, _ = evaluate_rankings(test_c, test_t, tp, w=w)
         paper, _ = evaluate_rankings(test_c, test_t, tp, w=HybridWeights())
         arr = task_arrays(test_c, test_t, tp)
         per_user = {m: per_user_metrics(target_ranks(arr, w, ws)) for m, ws in (
             ("backbone", (0.0, 0.0, 0.0)), ("pointwise", (1.0, 0.0, 0.0)), ("pairwise", (0.0, 1.0, 0.0)),
             ("listwise", (0.0, 0.0, 1.0)), ("hybrid", (w.a1, w.a2, w.a3))) if m in chosen}
+        learned = {split: {"heldout_auc": heldout_auc(arr_), "pairwise_yes_share": yes_share(preds.get("pairwise"))}
+                   for split, arr_, preds in (("valid", valid_arr, vp), ("test", arr, tp))}
         return {"weights": sel["weights"], "valid_objective": sel["valid_objective"],
                 "valid_objective_backbone": sel["valid_objective_backbone"],
                 "test": {m: chosen[m] for m in ("backbone", "pointwise", "pairwise", "listwise", "hybrid")
@@ -152,7 +189,8 @@ def main() -> None:
                 "test_hybrid_paper_weights": paper.get("hybrid"),
                 "pairwise_consistency": chosen.get("pairwise_consistency"),
                 "test_vs_backbone": {m: paired_bootstrap(per_user["backbone"], pm, a.bootstrap, p.seed)
-                                     for m, pm in per_user.items() if m != "backbone"}}
+                                     for m, pm in per_user.items() if m != "backbone"},
+                "learned": learned}
 
     if a.reevaluate:  # the saved predictions of an earlier run, scored again (e.g. after a read-out change)
         prev = json.loads(a.out.read_text())

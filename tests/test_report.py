@@ -183,6 +183,13 @@ def test_learning_curve_section_table_and_plots():
     hr = plots["learning_curve_HR3"]
     assert [ser.y for ser in hr.series if ser.label == "+ RecRanker (hybrid) HR@3"] == [[0.054, 0.066]]
     assert "learning_curve_NDCG3" in render_plots(rep)
+    assert not [t for s in rep.sections for t in s.tables if "what each task learned" in t.title]  # not measured
+    curve["points"][0]["learned"] = {split: {"heldout_auc": {"backbone": 0.6, "pairwise": 0.55},
+                                             "pairwise_yes_share": 0.5} for split in ("valid", "test")}
+    rep = build(Inputs(**{**inp.__dict__, "learning_curves": {"learning_curve": curve}}))
+    learned = table(rep, "learning_curve: what each task learned")
+    assert learned.rows == [["600", "valid", "0.600", "—", "0.550", "—", "0.500"],
+                            ["600", "test", "0.600", "—", "0.550", "—", "0.500"]]
     md = to_markdown(build(make_inputs()))
     assert "Learning curve" in md and NOT_RUN in md.split("Learning curve")[1]
 

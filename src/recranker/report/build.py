@@ -278,8 +278,32 @@ def learning_curve_section(curves: Mapping[str, Mapping[str, Any]] | None) -> Se
     for name, curve in sorted(curves.items()):
         table, plots = _curve(name, curve)
         sec.tables.append(table)
+        learned = _learned(name, curve)
+        if learned is not None:
+            sec.tables.append(learned)
         sec.plots += plots
     return sec
+
+
+LEARNED = ("backbone", "pointwise", "pairwise", "listwise")
+
+
+def _learned(name: str, curve: Mapping[str, Any]) -> Table | None:
+    """Per point and split: each task's held-out-item AUC and the pairwise answers' "Yes" share
+    (the points of a file written before these were measured have none)."""
+    points = sorted((pt for pt in curve["points"] if pt.get("learned")), key=lambda x: x["instructions_seen"])
+    if not points:
+        return None
+    rows = [[str(pt["instructions_seen"]), split]
+            + [fmt(get(pt, f"learned.{split}.heldout_auc.{task}"), 3) for task in LEARNED]
+            + [fmt(get(pt, f"learned.{split}.pairwise_yes_share"), 3)]
+            for pt in points for split in ("valid", "test")]
+    return Table(f"{name}: what each task learned (held-out-item AUC, 0.5 = no information)",
+                 ["Instructions seen", "Split"] + [f"{t} AUC" for t in LEARNED] + ["pairwise Yes share"], rows,
+                 "Over the users whose held-out item is among the candidates: the share of the other candidates "
+                 "a task scores below the held-out item (ties half). backbone = the candidates' order; pairwise = "
+                 "soft votes over both orders. Yes share: pairwise prompts answered 'the first' (.5 when the "
+                 "answers follow the movies).")
 
 
 def _curve(name: str, curve: Mapping[str, Any]) -> tuple[Table, list[Plot]]:
