@@ -33,3 +33,22 @@ def tiny_base(tmp_path_factory) -> Path:
     if not (d / "config.json").exists():
         make_tiny_base(d, seed=0)
     return d
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``benchmark_script("backbones")``: a script of benchmarks/ imported as a module (its helpers
+    are tested; its ``main`` is not run). Each script is loaded once per session."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    loaded = {}
+
+    def load(name: str):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(f"bench_{name}", root / f"{name}.py")
+            loaded[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded[name])
+        return loaded[name]
+
+    return load

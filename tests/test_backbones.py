@@ -285,30 +285,21 @@ def test_stage_writes_all_outputs(frame, tmp_path):
 
 
 # ---------------------------------------------------------------- benchmark: RecBole hand-over
-def _bench():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_backbones", ROOT / "benchmarks" / "backbones.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_recbole_export_orders_each_user_train_valid_test(tmp_path):
+def test_recbole_export_orders_each_user_train_valid_test(tmp_path, benchmark_script):
     df = pd.DataFrame(
         {"user_id": [1, 0, 0, 0, 1, 1, 0], "item_id": [5, 2, 1, 3, 4, 0, 0],
          "timestamp": [9, 3, 1, 5, 1, 2, 7], "split": ["test", "train", "train", "valid", "train", "valid", "test"]}
     )  # fmt: skip
     path = tmp_path / "x" / "x.inter"
-    _bench().export_for_recbole(Interactions.from_frame(df, 3, 6), path)
+    benchmark_script("backbones").export_for_recbole(Interactions.from_frame(df, 3, 6), path)
     out = pd.read_csv(path, sep="\t")
     assert list(out.columns) == ["user_id:token", "item_id:token", "timestamp:float"]
     # RecBole's leave-one-out by time holds out the last row (test) and the one before (valid).
     assert out.values.tolist() == [[0, 1, 0], [0, 2, 1], [0, 3, 2], [0, 0, 3], [1, 4, 0], [1, 0, 1], [1, 5, 2]]
 
 
-def test_benchmark_overrides_and_recbole_hyperparameters():
-    bench = _bench()
+def test_benchmark_overrides_and_recbole_hyperparameters(benchmark_script):
+    bench = benchmark_script("backbones")
     assert bench.parse_overrides(["mf.lr=0.001", "sgl.aug=nd"]) == {"mf": {"lr": 0.001}, "sgl": {"aug": "nd"}}
     with pytest.raises(SystemExit, match="MODEL.KEY=VALUE"):
         bench.parse_overrides(["lr=0.1"])

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from recranker.ranking.selection import task_arrays
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_learning_curve", ROOT / "benchmarks" / "learning_curve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("learning_curve")
 
 
 def test_heldout_auc_counts_the_candidates_below_the_held_out_item(bench):
@@ -47,4 +38,4 @@ def test_pairwise_soft_votes_cancel_a_rote_answer(bench):
     follows = [{**r, "scores": [0.9, 0.1] if r["candidates"][0] == 2 else [0.1, 0.9]} for r in rows]
     assert bench.heldout_auc(task_arrays(candidates, targets, {"pairwise": follows}))["pairwise"] == 1.0
     assert bench.yes_share(follows) == pytest.approx(1 / 3)
-    assert np.isclose(bench.heldout_auc(arr)["backbone"], 0.5)  # position 2 of 3: one above, one below
+    assert bench.heldout_auc(arr)["backbone"] == pytest.approx(0.5)  # position 2 of 3: one above, one below
