@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,8 +25,6 @@ from recranker.backbones.rating_mf import fit_predict_ratings
 from recranker.backbones.training import fit
 from recranker.errors import RecrankerError
 from recranker.metrics import rank_of, ranking_report
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------- helpers
