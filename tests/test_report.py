@@ -82,7 +82,8 @@ def exp_show() -> list:
                 entry("rr-c1-c1-0p05", params(), {}, state="queued"),
                 entry("rr-c1-c1-0p1", params(**{"evaluate.hybrid.c1": 0.1}), {ev: evaluate_json(0.3)}),
                 entry("dmpo-k-k1", params(**{"llm.dmpo.k": 1}), {"metrics/pref_eval.json": pref_json(0.65)}),
-                entry("dmpo-k-k5", params(**{"llm.dmpo.k": 5}), {"metrics/pref_eval.json": pref_json(0.75)}),
+                entry("dmpo-k-k5", params(**{"llm.dmpo.k": 5}), {"metrics/pref_eval.json": pref_json(0.75),
+                                                                  "metrics/dmpo.json": {"valid_auc": 0.58}}),
                 entry("my-own", params(seed=1), {}),
             ]}
     return [ws, base]
@@ -143,7 +144,8 @@ def test_variant_tables_mark_missing_and_queued():
     assert c1["rr-c1-c1-0p05"][2] == "queued" and c1["rr-c1-c1-0p05"][3] == NOT_RUN
     assert c1["rr-c1-c1-0p1"][3] != NOT_RUN
     k = {r[1]: r for r in table(rep, "DMPO Figure 3").rows}
-    assert k["dmpo-k-k5"][3:] == ["0.6000", "0.7500"] and k["dmpo-k-k3"][3:] == [NOT_RUN, NOT_RUN]
+    assert k["dmpo-k-k5"][3:] == ["0.6000", "0.7500", "0.5800"] and k["dmpo-k-k3"][3:] == [NOT_RUN] * 3
+    assert k["dmpo-k-k1"][5] == NOT_RUN  # ran without a metrics/dmpo.json
     auc = table(rep, "Preference AUC (workspace)")
     assert [r[1] for r in auc.rows][:3] == ["0.5000", "0.6000", "0.7000"]
     assert auc.rows[-1][1] == "+16.67%"
@@ -275,13 +277,14 @@ def test_kept_intervals_reach_the_tables():
     whole["ml-100k"]["dmpo"]["auc_ci95"] = [0.7123, 0.7891]
     ev_whole = evaluate_json(0.3)
     ev_whole["bootstrap"] = {"hybrid": {"HR@3": {"improvement_ci95_%": [-12.5, 30.25]}}}
-    files = {("rdmpo-k-k5", pe): json.dumps(whole), ("rrr-c1-c1-0p1", ev): json.dumps(ev_whole)}
+    files = {("rdmpo-k-k5", pe): json.dumps(whole), ("rrr-c1-c1-0p1", ev): json.dumps(ev_whole),
+             ("rdmpo-k-k5", "metrics/dmpo.json"): json.dumps({"valid_auc": 0.58, "valid_auc_ci95": [0.5012, 0.6543]})}
     full = with_full_metrics(rows, lambda rev, path: files.get((rev, path)))
     assert "auc_ci95" not in json.dumps(rows)  # the input is not modified
     rep = build(make_inputs(full))
     k = {r[1]: r for r in table(rep, "DMPO Figure 3").rows}
-    assert k["dmpo-k-k5"][3:] == ["0.6000", "0.7500 [0.712, 0.789]"]
-    assert k["dmpo-k-k1"][3:] == ["0.6000", "0.6500"]  # no file at its commit: DVC's scalars stay
+    assert k["dmpo-k-k5"][3:] == ["0.6000", "0.7500 [0.712, 0.789]", "0.5800 [0.501, 0.654]"]
+    assert k["dmpo-k-k1"][3:5] == ["0.6000", "0.6500"]  # no file at its commit: DVC's scalars stay
     t = table(rep, "Figure 3 (C1)")
     c1 = {r[1]: r for r in t.rows}
     change = c1["rr-c1-c1-0p1"][t.columns.index("ml-100k/mf HR@3 change [95%]")]

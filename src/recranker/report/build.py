@@ -82,6 +82,13 @@ def _auc_cell(e: Experiment | None, path: str, ds: str, model: str) -> str:
     return f"{cell} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 else cell
 
 
+def _valid_auc_cell(e: Experiment | None, path: str) -> str:
+    """The valid-pair AUC a training stage reports (what lr and steps are chosen on), with its interval."""
+    cell = _cell(e, path, "valid_auc")
+    ci = get(e.metrics.get(path), "valid_auc_ci95") if e else None
+    return f"{cell} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 else cell
+
+
 def _change(e: Experiment | None, path: str, method: str, metric: str) -> str:
     """``method``'s change over the base in %, with its 95% paired bootstrap interval if kept."""
     data = e.metrics.get(path) if e else None
@@ -199,17 +206,18 @@ def auc_table(e: Experiment | None, title: str, datasets: Sequence[str], loc: Lo
 
 
 def pref_sweep(r: Recipe, inp: Inputs, workspace: Experiment) -> tuple[Table, Plot]:
-    """DMPO Figures 3/4: AUC of SFT and SFT+DMPO per variant; AUC vs x per series."""
+    """DMPO Figures 3/4: test AUC of SFT and SFT+DMPO and DMPO's valid AUC per variant; test AUC vs x per series."""
     paper = inp.paper_scale
     rows_src = list(_variant_rows(r, inp, workspace, paper))
     datasets: list[str] = []
     for v, _, e, _ in rows_src:
         datasets += [d for d in _pref_datasets(e, r, v, workspace, inp.loc, paper) if d not in datasets]
-    cols = ["Variant", "Experiment", "Status"] + [f"{ds} {m} AUC" for ds in datasets for m in ("sft", "dmpo")]
+    cols = ["Variant", "Experiment", "Status"] + [f"{ds} {m} AUC" for ds in datasets for m in ("sft", "dmpo")] + [
+        "dmpo valid AUC"]
     rows, series = [], {}
     for v, name, e, status in rows_src:
         rows.append([v.label, name, status] + [_auc_cell(e, inp.loc.pref_eval, ds, m)
-                                               for ds in datasets for m in ("sft", "dmpo")])
+                                               for ds in datasets for m in ("sft", "dmpo")] + [_valid_auc_cell(e, inp.loc.dmpo)])
         for ds in datasets:
             value = get(e.metrics.get(inp.loc.pref_eval), f"{ds}.dmpo.auc") if e else None
             if isinstance(value, (int, float)) and v.x is not None:
