@@ -77,15 +77,18 @@ def _cell(e: Experiment | None, path: str, *keys: str, digits: int = 4) -> str:
 
 def _auc_cell(e: Experiment | None, path: str, ds: str, model: str) -> str:
     """The AUC, with its 95% bootstrap interval when the metrics file kept it."""
-    cell = _cell(e, path, ds, model, "auc")
-    ci = get(e.metrics.get(path), f"{ds}.{model}.auc_ci95") if e else None
-    return f"{cell} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 else cell
+    return _with_interval(e, path, f"{ds}.{model}.auc")
 
 
 def _valid_auc_cell(e: Experiment | None, path: str) -> str:
     """The valid-pair AUC a training stage reports (what lr and steps are chosen on), with its interval."""
-    cell = _cell(e, path, "valid_auc")
-    ci = get(e.metrics.get(path), "valid_auc_ci95") if e else None
+    return _with_interval(e, path, "valid_auc")
+
+
+def _with_interval(e: Experiment | None, path: str, key: str) -> str:
+    """The value at ``key``, followed by its 95% interval (``key``_ci95) when the file kept it."""
+    cell = _cell(e, path, *key.split("."))
+    ci = get(e.metrics.get(path), f"{key}_ci95") if e else None
     return f"{cell} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 else cell
 
 
