@@ -62,7 +62,11 @@ def valid_auc(model_dir: Path | None, p) -> dict:
     if not valid:
         return {}
     e = p.llm.pref_eval
-    model, tokenizer = load_hf(paths.base_model(), model_dir, e.dtype)
+    from recranker.llm.precision import default_device, resolve
+
+    dtype = resolve(e.dtype, default_device(), param="llm.pref_eval.dtype")
+    model, tokenizer = load_hf(paths.base_model(), model_dir, dtype)
     scored = score_records(model, tokenizer, valid, batch_size=e.batch_size, max_length=e.max_length)
     m = preference_metrics(scored, e.score, bootstrap_draws(len(valid), e.bootstrap, p.seed) if e.bootstrap else None)
-    return {"valid_auc": m["auc"], "valid_auc_ci95": m.get("auc_ci95"), "valid_samples": len(valid)}
+    return {"valid_auc": m["auc"], "valid_auc_ci95": m.get("auc_ci95"), "valid_samples": len(valid),
+            "valid_dtype": dtype}

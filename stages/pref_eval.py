@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import time
 
 import typer
 
@@ -14,6 +15,7 @@ from stages.common import params
 
 EXPLAIN_JSON = paths.METRICS / "pref_explain.json"
 EXPLAIN_PNG = paths.METRICS / "pref_explain.png"
+RUN_JSON = paths.METRICS / "pref_eval_run.json"
 
 
 def _load(name: str, dtype: str):
@@ -37,8 +39,12 @@ def pref_eval() -> None:
     from recranker.llm.model import load_tokenizer
     from recranker.tracking import start_run
 
+    from recranker.llm.precision import default_device, resolve
+
+    t0 = time.perf_counter()
     p = params()
     e = p.llm.pref_eval
+    e = e.model_copy(update={"dtype": resolve(e.dtype, default_device(), param="llm.pref_eval.dtype")})
     trained_on = set(dmpo_io.train_datasets(p))
     eval_sets = {}
     for ds in dmpo_io.eval_datasets(p):
@@ -79,6 +85,8 @@ def pref_eval() -> None:
             for ex in explanations:
                 ex["dataset"] = ds
     write_json(paths.METRICS / "pref_eval.json", results)
+    # How it ran (nothing downstream reads this file, so a machine's choice never makes `report` stale)
+    write_json(RUN_JSON, {"dtype": e.dtype, "seconds": round(time.perf_counter() - t0, 1)})
     write_json(EXPLAIN_JSON, {"explanations": explanations})
     with atomic_path(EXPLAIN_PNG) as tmp:
         plot_explanations(explanations, tmp)

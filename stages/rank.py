@@ -29,9 +29,13 @@ def rank(
     from recranker.ranking.tasks import run_tasks
     from recranker.tracking import start_run
 
+    from recranker.llm.precision import default_device, resolve
+
     p = params()
     p.dataset(dataset)
     rp = p.rank
+    if rp.backend != "openai":  # auto → the dtype this machine runs natively (recorded in metrics)
+        rp = rp.model_copy(update={"dtype": resolve(rp.dtype, default_device(), param="rank.dtype")})
     if split not in ("valid", "test"):
         from recranker.errors import RecrankerError
 

@@ -32,8 +32,11 @@ def serve(
     from stages import artifacts, paths
 
     p = params()
+    from recranker.llm.precision import default_device, resolve
+
     if p.rank.backend != "hf":
         p.rank.backend = "hf"  # the server always runs the model locally
+    p.rank.dtype = resolve(p.rank.dtype, default_device(), param="rank.dtype")
     warning = describe_bind(host)
     if warning:
         typer.echo(warning, err=True)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from recranker.llm.config import Precision
 from recranker.dmpo.config import DMPOSettings, PreferenceConfig
 
 from .base import Strict
@@ -57,8 +58,8 @@ class PrefEvalParams(Strict):
     # training data (llm.dmpo.datasets) is reported as cross-domain.
     datasets: list[str] = []
     explain_samples: int = Field(3, ge=0)
-    # bf16 body, fp32 final norm and LM head (as rank.dtype)
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    # bf16 body, fp32 final norm and LM head where bf16 is native; auto: as rank.dtype
+    dtype: Precision = "auto"
     # Conventional backbones scored on the same pairs (DMPO Table 2) by the stage `pref-backbone`:
     # each is trained by that stage with its backbone.<name> hyper-parameters on the leakage-free
     # data (the test users' interactions from their preference positive on removed). Empty = skip.

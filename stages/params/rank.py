@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from recranker.llm.config import Precision
 from recranker.llm.backends.config import GenerationConfig, OpenAIConfig, VLLMConfig
 from recranker.ranking.config import HybridWeights
 from recranker.tasks import TASKS, Task
@@ -21,9 +22,10 @@ class RankParams(Strict):
     tasks: list[Task] = list(TASKS)
     model: Literal["sft", "dmpo", "base"] = "sft"  # models/llm/<model>/, or the untuned base
     backend: Literal["hf", "vllm", "openai"] = "hf"
-    # bf16 halves ranking time on CPUs with avx512_bf16; the final norm and LM head stay fp32
-    # (benchmarks/rank_throughput.py measures the agreement with fp32).
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    # auto: bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16/AMX), where it
+    # halves ranking time; fp32 where bf16 is only emulated (recranker.llm.precision). The final
+    # norm and LM head stay fp32 (benchmarks/rank_throughput.py measures the agreement with fp32).
+    dtype: Precision = "auto"
     threads: int = Field(0, ge=0)  # torch threads for the hf backend, all workers together; 0 = torch's default
     # hf backend on a CPU: score users in this many processes, threads/workers torch threads each
     # (two 1-thread workers beat one 2-thread process by 13% on 2 cores: small matmuls scale

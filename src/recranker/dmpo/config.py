@@ -64,7 +64,7 @@ class DMPOSFTSettings(TrainSettings):
     max_length: MaxLength = 1024
     save_steps: SaveSteps = 20
     logging_steps: LoggingSteps = 1
-    bf16: BF16 = True
+    bf16: BF16 = "auto"
     # fixed, not knobs of this section
     eval_steps: ClassVar[int] = 0
     weight_decay: ClassVar[float] = 0.0
@@ -88,7 +88,7 @@ class DMPOSettings(TrainSettings):
     # with a fresh adapter (:meth:`with_run`'s ``lora``) — the paper's "DMPO without SFT".
     init: Literal["sft", "base"] = Field("sft", description="start from the DMPO-SFT model or the base model")
     precompute_ref: bool = Field(True, description="reference log-probs once, before training (trl)")
-    bf16: BF16 = True
+    bf16: BF16 = "auto"
     # fixed, not knobs of this section
     eval_steps: ClassVar[int] = 0
     weight_decay: ClassVar[float] = 0.0

@@ -18,6 +18,10 @@ from pydantic import Field, PrivateAttr
 
 from recranker.schema import Section
 
+# An inference dtype: auto = bf16 where the device computes it natively, else fp32
+# (recranker.llm.precision decides; the final norm and LM head always stay fp32).
+Precision = Literal["auto", "float32", "bfloat16"]
+
 # -- one declaration per optimiser knob (a section gives its default) ------------------------
 
 MaxSteps = Annotated[int, Field(ge=1, description="optimiser steps")]
@@ -28,7 +32,9 @@ GradAccum = Annotated[int, Field(ge=1, description="batches accumulated per opti
 MaxLength = Annotated[int, Field(ge=16, description="longest example in tokens: longer ones are refused, never truncated")]
 SaveSteps = Annotated[int, Field(ge=1, description="checkpoint interval (resume after an interruption)")]
 LoggingSteps = Annotated[int, Field(ge=1, description="loss logging interval")]
-BF16 = Annotated[bool, Field(description="bf16 autocast (see benchmarks/training.py for the trade-off)")]
+BF16 = Annotated[bool | Literal["auto"], Field(
+    description="bf16 autocast: true, false, or auto = where the device computes bf16 natively "
+                "(recranker.llm.precision; benchmarks/training.py for the trade-off)")]
 Method = Annotated[Literal["lora", "full"], Field(description="LoRA adapter or full fine-tuning")]
 TargetModules = Annotated[list[str], Field(description="the linear layers LoRA adapts")]
 

@@ -130,6 +130,8 @@ def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dic
     """
     import torch
 
+    from recranker.llm.precision import default_device, resolve_bf16
+
     eval_strategy = "steps" if has_eval and s.eval_steps > 0 else "no"
     return dict(  # noqa: C408 - keyword form, as TrainingArguments spells them
         output_dir=str(output_dir),
@@ -153,7 +155,7 @@ def common_args(s: TrainSettings, output_dir: str | Path, has_eval: bool) -> dic
         logging_first_step=True,
         report_to=list(s.report_to) or "none",
         use_cpu=not torch.cuda.is_available(),
-        bf16=s.bf16,
+        bf16=resolve_bf16(s.bf16, default_device(), param="bf16"),
         # group_by_length: the dataset arrives in its training order (length_grouped)
         train_sampling_strategy="sequential" if s.group_by_length else "random",
         deepspeed=s.deepspeed,
