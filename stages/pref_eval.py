@@ -37,9 +37,8 @@ def pref_eval() -> None:
     from recranker.dmpo.samples import subsample
     from recranker.io import atomic_path, write_json
     from recranker.llm.model import load_tokenizer
-    from recranker.tracking import start_run
-
     from recranker.llm.precision import default_device, resolve
+    from recranker.tracking import start_run
 
     t0 = time.perf_counter()
     p = params()

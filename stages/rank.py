@@ -24,12 +24,11 @@ def rank(
     from recranker.io import atomic_path, write_json, write_jsonl
     from recranker.llm.backends.base import Sampling
     from recranker.llm.backends.factory import make_backend
+    from recranker.llm.precision import default_device, resolve
     from recranker.prompts.text import RatingScale
     from recranker.ranking.instructions import parse_instruction
     from recranker.ranking.tasks import run_tasks
     from recranker.tracking import start_run
-
-    from recranker.llm.precision import default_device, resolve
 
     p = params()
     p.dataset(dataset)

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from recranker.llm.config import Precision
 from recranker.dmpo.config import DMPOSettings, PreferenceConfig
+from recranker.llm.config import Precision
 
 from .base import Strict
 

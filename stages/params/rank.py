@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from recranker.llm.config import Precision
 from recranker.llm.backends.config import GenerationConfig, OpenAIConfig, VLLMConfig
+from recranker.llm.config import Precision
 from recranker.ranking.config import HybridWeights
 from recranker.tasks import TASKS, Task
 
