@@ -28,7 +28,8 @@ def base_model() -> None:
             t = p.llm.tiny
             make_tiny_base(tmp, seed=p.seed, hidden=t.hidden, layers=t.layers, heads=t.heads)
         else:
-            save_base(load_model(source), load_tokenizer(source), tmp)
+            # the checkpoint's own dtype (a 7B model stays bf16/fp16; the GGUF default is fp32)
+            save_base(load_model(source, dtype="auto"), load_tokenizer(source, p.llm.chat_template), tmp)
         n_params = json.loads((tmp / "config.json").read_text())
         info = {"source": source, "seed": p.seed if source == TINY_RANDOM else None,
                 "layers": n_params.get("num_hidden_layers"), "hidden": n_params.get("hidden_size")}

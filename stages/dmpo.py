@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from stages import artifacts, dmpo_io, paths
-from stages.common import params
+from stages.common import launch_training, params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo"  # outside the atomically replaced output
 
@@ -17,11 +17,13 @@ def dmpo() -> None:
 
     from recranker.dmpo.samples import subsample
     from recranker.dmpo.train import train_dmpo
-    from recranker.io import atomic_path, write_json
+    from recranker.io import write_json
+    from recranker.llm.distributed import is_main, launch_info, shared_output_dir
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
     p = params()
+    launch_training("dmpo", p)
     d = p.llm.dmpo
     records: list[dict] = []
     for ds in dmpo_io.train_datasets(p):
@@ -29,12 +31,17 @@ def dmpo() -> None:
     records = subsample(records, d.max_train, p.seed)
     lora = p.llm.dmpo_sft.lora if p.llm.dmpo_sft.method == "lora" else None  # the adapter of init: base
     cfg = d.with_run(seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed, lora=lora)
-    with start_run("dmpo", d.model_dump()) as run, atomic_path(paths.llm("dmpo"), is_dir=True) as tmp:
+    with start_run("dmpo", d.model_dump(), enabled=is_main()) as run, \
+            shared_output_dir(paths.llm("dmpo")) as tmp:
         report = train_dmpo(paths.llm("dmpo-sft"), paths.base_model(), records, tmp, cfg)
+        if not is_main():  # the others wait (shared_output_dir) while rank 0 scores the model once
+            return
         for point in report["curve"]:
             run.log({"train/loss": point["loss"]}, step=point["step"])
         metrics = {k: report[k] for k in ("k", "beta", "steps", "seconds", "n_train", "first_train_loss",
-                                          "final_train_loss", "final_reward_margin", "final_reward_accuracy")}
+                                          "final_train_loss", "final_reward_margin", "final_reward_accuracy",
+                                          "bf16")}
+        metrics["launch"] = launch_info()
         metrics.update(dmpo_io.valid_auc(tmp, p))  # what llm.dmpo.lr / max_steps are chosen on
         metrics["datasets"] = dmpo_io.train_datasets(p)
         metrics["init"] = d.init

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from stages import artifacts, dmpo_io, paths
-from stages.common import params
+from stages.common import launch_training, params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo-sft"  # outside the atomically replaced output
 
@@ -17,13 +17,15 @@ def dmpo_sft() -> None:
     import datasets
 
     from recranker.errors import RecrankerError
-    from recranker.io import atomic_path, read_jsonl, write_json
+    from recranker.io import read_jsonl, write_json
+    from recranker.llm.distributed import is_main, launch_info, shared_output_dir
     from recranker.llm.model import load_tokenizer
     from recranker.llm.sft import check_lengths, to_prompt_completion, train_sft
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()
     p = params()
+    launch_training("dmpo-sft", p)
     s = p.llm.dmpo_sft
     records: list[dict] = []
     for ds in dmpo_io.train_datasets(p):
@@ -35,12 +37,16 @@ def dmpo_sft() -> None:
         check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
     except RecrankerError as err:
         raise RecrankerError(f"llm.dmpo_sft.{err}") from None
-    with start_run("dmpo-sft", s.model_dump()) as run, atomic_path(paths.llm("dmpo-sft"), is_dir=True) as tmp:
+    with start_run("dmpo-sft", s.model_dump(), enabled=is_main()) as run, \
+            shared_output_dir(paths.llm("dmpo-sft")) as tmp:
         report = train_sft(paths.base_model(), records, [], tmp, cfg)
+        if not is_main():  # the others wait (shared_output_dir) while rank 0 scores the model once
+            return
         for point in report["curve"]:
             run.log({"train/loss": point["loss"]}, step=point["step"])
         metrics = {k: report[k] for k in ("final_train_loss", "steps", "seconds", "tokens", "n_train",
-                                          "train_loss_mean")}
+                                          "train_loss_mean", "bf16")}
+        metrics["launch"] = launch_info()
         metrics["first_train_loss"] = report["curve"][0]["loss"] if report["curve"] else None
         metrics.update(dmpo_io.valid_auc(tmp, p))  # what llm.dmpo_sft.lr / max_steps are chosen on
         base = dmpo_io.valid_auc(None, p)  # the untuned model on the same pairs: what SFT must beat

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from stages import artifacts, paths
-from stages.common import params
+from stages.common import launch_training, params
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "sft"  # outside the atomically replaced output
 
@@ -15,7 +15,8 @@ def sft() -> None:
     import datasets
 
     from recranker.errors import ParamError, RecrankerError
-    from recranker.io import atomic_path, write_json
+    from recranker.io import write_json
+    from recranker.llm.distributed import is_main, launch_info, shared_output_dir
     from recranker.llm.model import load_tokenizer
     from recranker.llm.sft import (
         check_lengths,
@@ -27,6 +28,7 @@ def sft() -> None:
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
     p = params()
+    launch_training("sft", p)
     records: list[dict] = []
     for ds in p.run.datasets:
         records += artifacts.train_instructions(ds, to_prompt_completion)
@@ -36,7 +38,8 @@ def sft() -> None:
         check_lengths(load_tokenizer(str(paths.base_model())), records, cfg.max_length)
     except RecrankerError as err:
         raise RecrankerError(f"llm.sft.{err}") from None
-    with start_run("sft", p.llm.sft.model_dump()) as run, atomic_path(paths.llm("sft"), is_dir=True) as tmp:
+    with start_run("sft", p.llm.sft.model_dump(), enabled=is_main()) as run, \
+            shared_output_dir(paths.llm("sft")) as tmp:
         try:
             report = train_sft(paths.base_model(), train, evals, tmp, cfg)
         except ParamError as err:
@@ -44,8 +47,11 @@ def sft() -> None:
         for point in report["curve"]:
             run.log({"train/loss": point["loss"]}, step=point["step"])
         metrics = {k: report[k] for k in ("final_train_loss", "eval_loss", "steps", "seconds", "tokens",
-                                          "n_train", "n_eval", "train_loss_mean")}
+                                          "n_train", "n_eval", "train_loss_mean", "bf16")}
+        metrics["launch"] = launch_info()
         run.summary(metrics)
+    if not is_main():
+        return
     write_json(paths.METRICS / "sft.json", metrics)
     artifacts.write_curve_csv(paths.METRICS / "sft_loss.csv", report["curve"])
     typer.echo(f"sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "

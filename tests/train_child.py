@@ -1,4 +1,5 @@
-"""A tiny SFT or DMPO run in its own process, for the kill -9 tests (tests/test_checkpoints.py).
+"""A tiny SFT or DMPO run in its own process, for the kill -9 tests (tests/test_checkpoints.py) and,
+under torchrun, the several-process tests (tests/test_distributed.py).
 
     python tests/train_child.py KIND SPEC.json [HOOK MARKER]
 
@@ -92,4 +93,6 @@ if __name__ == "__main__":
     kind, spec_path = sys.argv[1], sys.argv[2]
     spec = json.loads(Path(spec_path).read_text())
     cbs = install_hook(sys.argv[3], Path(sys.argv[4])) if len(sys.argv) > 4 else []
-    run(kind, spec, cbs)
+    report = run(kind, spec, cbs)
+    if spec.get("report") and os.environ.get("RANK", "0") == "0":  # what the 1-vs-N-process tests compare
+        Path(spec["report"]).write_text(json.dumps(report, default=str))

@@ -58,6 +58,7 @@ class Run:
         self.finish()
 
 
-def start_run(stage: str, config: dict[str, Any]) -> Run:
-    """Open a tracking run for ``stage`` (e.g. ``"backbone:ml-100k:mf"``) with its params."""
-    return Run(stage, config)
+def start_run(stage: str, config: dict[str, Any], enabled: bool | None = None) -> Run:
+    """Open a tracking run for ``stage`` (e.g. ``"backbone:ml-100k:mf"``) with its params
+    (``enabled=False``: a no-op run, e.g. on every training rank but the first)."""
+    return Run(stage, config, enabled)

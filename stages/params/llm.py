@@ -31,10 +31,22 @@ class SFTParams(SFTSettings):
     max_eval: int = Field(32, ge=0)  # at most this many held out
 
 
+class LaunchParams(Strict):
+    """How the training stages (sft, dmpo-sft, dmpo) start: one process, or ``processes`` ranks
+    under torchrun (``config: null``) or ``accelerate launch --config_file <config>``."""
+
+    processes: int = Field(1, ge=1)  # ranks on this machine (GPUs, or CPU processes with gloo)
+    config: str | None = None  # an accelerate config (e.g. configs/accelerate_deepspeed_zero3.yaml)
+
+
 class LLMParams(Strict):
     base_model: str = "smollm2-135m-instruct-gguf"  # or "tiny-random", a local dir, an HF hub id
+    # A chat template for base models that have none (e.g. meta-llama/Llama-2-7b-hf): a name of
+    # recranker.llm.templates ("llama-2", "chatml") or a Jinja file; null: the tokenizer's own.
+    chat_template: str | None = None
     tiny: TinyModelParams = TinyModelParams()
     deepspeed: str | None = None  # GPU only, e.g. configs/deepspeed_zero3.json (docs/gpu.md)
+    launch: LaunchParams = LaunchParams()
     sft: SFTParams = SFTParams()
     dmpo_sft: DMPOSFTSettings = DMPOSFTSettings()
     dmpo: DMPOParams = DMPOParams()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +32,16 @@ from typing import Any
 from recranker.dmpo.config import DMPOSettings
 from recranker.errors import RecrankerError
 from recranker.llm.sft import (
+    checkpoint_dir,
     common_args,
     lora_config,
+    remove_checkpoints,
     run_fingerprint,
     run_trainer,
-    stable_adapter_config,
+    save_trained,
     summarize_log,
+    trainable_parameters,
+    weights_dtype,
     write_training_log,
 )
 
@@ -168,7 +171,8 @@ def _trl():
                     f"llm.dmpo.max_length={limit} would cut {name} (longest sample {longest[0]} tokens); "
                     f"raise llm.dmpo.max_length to at least {longest[0]}"
                 )
-            return Dataset.from_list([groups[i] for i in range(n_samples)])
+            return _on_shared_disk(Dataset.from_list([groups[i] for i in range(n_samples)]),
+                                   Path(args.output_dir) / ".prepared" / dataset_name)
 
         def compute_ref_log_probs(self, model, inputs):
             # trl's reference context (the frozen "ref" adapter, or adapters disabled), our shared-prefix forward.
@@ -208,6 +212,25 @@ def _trl():
     return DMPOTrainer, MultiNegativeCollator
 
 
+def _on_shared_disk(dataset, where: Path):
+    """``dataset`` saved by rank 0 under ``where`` and loaded from there by every rank.
+
+    trl caches the precomputed reference log-probs next to the dataset's own Arrow files; an
+    in-memory dataset has none, so each rank would pick its own random temporary path and the
+    others would not find rank 0's cache. A dataset on a path all ranks share has one cache file.
+    """
+
+    from datasets import load_from_disk
+
+    from recranker.llm.distributed import barrier, is_main
+
+    if is_main():
+        shutil.rmtree(where, ignore_errors=True)
+        dataset.save_to_disk(str(where))
+    barrier()
+    return load_from_disk(str(where))
+
+
 def build_trainer(
     sft_dir: str | Path,
     base_dir: str | Path,
@@ -219,7 +242,6 @@ def build_trainer(
     ids: Sequence[str] = (),
 ):
     """A ready DMPO trainer whose policy and reference both start as the SFT (or base) model."""
-    import torch
     from datasets import Dataset
     from trl import DPOConfig
 
@@ -231,15 +253,7 @@ def build_trainer(
     start = sft_dir if cfg.init == "sft" else base_dir
     tokenizer = load_tokenizer(str(start))
     peft_config = None
-    # precompute_ref_log_probs: the reference runs once, before training, on the starting weights;
-    # no frozen copy is kept (trl uses the policy itself, or its "ref"/disabled adapter).
-    if is_adapter_dir(start):
-        policy = load_tuned(start, base_dir, merge=False, dtype=torch.float32)  # trainable "default" adapter
-    else:
-        policy = load_model(str(start), dtype=torch.float32)
-        if cfg.init == "base" and cfg.lora is not None:
-            peft_config = lora_config(cfg.lora)  # trl adds the adapter; reference = adapter disabled
-    policy.config.use_cache = False
+    # The training config first: under DeepSpeed ZeRO-3 it is what makes the load partitioned.
     args = DPOConfig(
         # No gradient checkpointing: the shared-prefix forward keeps the prompt's cache in the graph.
         **{**common_args(cfg, output_dir, has_eval=bool(eval_examples)), "gradient_checkpointing": False},
@@ -250,6 +264,17 @@ def build_trainer(
         disable_dropout=True,
         remove_unused_columns=False,
     )
+    # precompute_ref_log_probs: the reference runs once, before training, on the starting weights;
+    # no frozen copy is kept (trl uses the policy itself, or its "ref"/disabled adapter).
+    lora = is_adapter_dir(start) or (cfg.init == "base" and cfg.lora is not None)
+    dtype = weights_dtype(lora=lora, bf16=args.bf16)
+    if is_adapter_dir(start):
+        policy = load_tuned(start, base_dir, merge=False, dtype=dtype)  # trainable "default" adapter
+    else:
+        policy = load_model(str(start), dtype=dtype)
+        if cfg.init == "base" and cfg.lora is not None:
+            peft_config = lora_config(cfg.lora)  # trl adds the adapter; reference = adapter disabled
+    policy.config.use_cache = False
     return DMPOTrainer(
         model=policy,
         ref_model=None if cfg.precompute_ref or peft_config or is_adapter_dir(start) else _frozen(start),
@@ -287,7 +312,7 @@ def train_dmpo(
     examples = [to_preference(r, cfg.k, f"preferences[{i}]") for i, r in enumerate(records)]
     if not examples:
         raise RecrankerError("dmpo: no preference records")
-    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="recranker-dmpo-"))
+    ckpt_dir = checkpoint_dir(cfg, "dmpo")
     ids = [str(r.get("id", i)) for i, r in enumerate(records)]
     trainer = build_trainer(sft_dir, base_dir, examples, cfg, ckpt_dir, callbacks=callbacks, ids=ids)
     start = [sft_dir] if cfg.init == "sft" else []
@@ -296,13 +321,8 @@ def train_dmpo(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(out, selected_adapters=["default"])  # not the frozen "ref" copy
-        stable_adapter_config(out)
-    else:
-        model.save_pretrained(out, safe_serialization=True)
-    trainer.processing_class.save_pretrained(out)
+    # trainer.save_model (gathered under ZeRO-3), without trl's frozen "ref" copy of the adapter
+    save_trained(trainer, out, trainer.processing_class, drop_adapters=["ref"])
     summary = summarize_log(trainer.state.log_history)
     last = next((h for h in reversed(trainer.state.log_history) if "rewards/margins" in h), {})
     report = {
@@ -318,8 +338,10 @@ def train_dmpo(
         "n_train": len(trainer.train_dataset),
         "tokens": int(last.get("num_tokens") or 0),
         "resumed_from": Path(resumed).name if resumed else None,
+        "trainable_parameters": trainable_parameters(trainer.model),
+        "bf16": bool(trainer.args.bf16),  # what `bf16: auto` chose on this machine
     }
     write_training_log(out, {**report, "settings": cfg.settings(), "curve": summary["curve"],
                      "log_history": trainer.state.log_history})
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    remove_checkpoints(ckpt_dir)
     return {**report, "curve": summary["curve"]}

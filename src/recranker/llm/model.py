@@ -11,6 +11,7 @@ safetensors directory that every later stage loads quickly.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,12 @@ def _hub_error(source: str, exc: Exception) -> RecrankerError:
     )
 
 
-def load_tokenizer(source: str):
-    """Tokenizer (with chat template) of ``source``; a pad token is guaranteed (eos if none)."""
+def load_tokenizer(source: str, chat_template: str | None = None):
+    """Tokenizer (with chat template) of ``source``; a pad token is guaranteed (eos if none).
+
+    ``chat_template`` (``llm.chat_template``: a shipped name such as "llama-2", or a Jinja file)
+    replaces the tokenizer's own, for base models that have none.
+    """
     from transformers import AutoTokenizer
 
     kind, where = _resolve(source, marker="tokenizer_config.json")
@@ -89,8 +94,15 @@ def load_tokenizer(source: str):
         raise RecrankerError(f"llm.base_model: {where}: cannot load tokenizer ({exc})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if chat_template is not None:
+        from recranker.llm.templates import chat_template as template_text
+
+        tok.chat_template = template_text(chat_template)
     if not getattr(tok, "chat_template", None):
-        raise RecrankerError(f"llm.base_model: {source}: tokenizer has no chat template")
+        from recranker.llm.templates import names
+
+        raise RecrankerError(f"llm.base_model: {source}: tokenizer has no chat template; set "
+                             f"llm.chat_template (one of {', '.join(names())}, or a Jinja file)")
     return tok
 
 
@@ -114,12 +126,19 @@ def _strip_gguf_quantization(model) -> None:
 
 
 def load_model(source: str, dtype: Any = None):
-    """A causal LM from the offline default, a local directory, or a hub id (float32 by default)."""
+    """A causal LM from the offline default, a local directory, or a hub id (float32 by default;
+    ``"auto"``: the checkpoint's own dtype, e.g. a 7B model's bf16 instead of 28 GB of fp32).
+
+    Under DeepSpeed ZeRO-3 (a training config built before this call) transformers partitions
+    the weights across the ranks while loading, so no rank holds the whole model.
+    """
     import torch
     from transformers import AutoModelForCausalLM, GgufConfig
 
     dtype = dtype or torch.float32
     kind, where = _resolve(source)
+    if kind == "gguf" and dtype == "auto":
+        dtype = torch.float32  # de-quantized GGUF weights are fp32
     try:
         if kind == "gguf":
             model = AutoModelForCausalLM.from_pretrained(
@@ -171,13 +190,33 @@ def tiny_random_model(tokenizer, seed: int, hidden: int = 64, layers: int = 2, h
     return model
 
 
+# Keys transformers records in tokenizer_config.json from how the tokenizer was *loaded* (e.g.
+# local_files_only follows HF_HUB_OFFLINE), not from what it is: saved, they would make the same
+# model's bytes depend on the shell's environment.
+_LOAD_TIME_KEYS = ("local_files_only", "cache_dir", "force_download", "proxies", "token", "revision",
+                   "subfolder", "_commit_hash", "trust_remote_code")
+
+
+def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
+    """``tokenizer.save_pretrained`` whose files are the same bytes in any environment."""
+    out = Path(out_dir)
+    tokenizer.save_pretrained(out)
+    path = out / "tokenizer_config.json"
+    if path.is_file():
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        if any(k in cfg for k in _LOAD_TIME_KEYS):
+            for k in _LOAD_TIME_KEYS:
+                cfg.pop(k, None)
+            path.write_text(json.dumps(cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def save_base(model, tokenizer, out_dir: str | Path) -> Path:
     """Write ``model`` (safetensors) and ``tokenizer`` (with its chat template) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     return out
 
 
