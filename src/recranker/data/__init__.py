@@ -16,7 +16,7 @@ from .raw import RawData
 from .readers import FORMATS, locate_raw, read_raw
 from .sources import SOURCES, Source, download, locate, md5sum
 from .split import SPLITS, encode_ids, leave_one_out, test_user_subset
-from .synthetic import synthesize, write_synthetic
+from .synthetic import synthesize, write_llama_factory, write_recbole_atomic, write_synthetic
 
 __all__ = [
     "FILES",
@@ -41,5 +41,7 @@ __all__ = [
     "synthesize",
     "test_user_subset",
     "write_prepared",
+    "write_llama_factory",
+    "write_recbole_atomic",
     "write_synthetic",
 ]

@@ -1,4 +1,6 @@
-"""A seeded synthetic dataset written in the MovieLens-100K file format (``u.data`` + ``u.item``).
+"""A seeded synthetic dataset written in the MovieLens-100K file format (``u.data`` + ``u.item``),
+as RecBole atomic files (:func:`write_recbole_atomic`), or as LLaMA-Factory preference files in the
+DMPO authors' layout (:func:`write_llama_factory`).
 
 Used by tests and tiny end-to-end runs when the real data is absent. It is built so that a
 recommender has something to learn: users and items get latent factors, and both *which* items a
@@ -257,4 +259,30 @@ def write_llama_factory(out_dir: str | Path, n_histories: int = 100, ks: tuple[i
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(json.dumps(recs, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         written.append(out_dir / name)
+    return written
+
+
+def write_recbole_atomic(
+    out_dir: str | Path, name: str = "synthetic", n_users: int = 100, n_items: int = 200, n_ratings: int = 3000,
+    *, seed: int = 0, **kwargs,
+) -> list[Path]:
+    """The synthetic ratings as RecBole atomic files ``<name>.inter`` (``user_id:token item_id:token
+    rating:float timestamp:float``; string ids, timestamps with a fractional second) and
+    ``<name>.item`` (``item_id:token movie_title:token_seq release_year:token class:token_seq``),
+    UTF-8, tab-separated; same seed → same bytes."""
+    ratings, items = synthesize(n_users, n_items, n_ratings, seed=seed, **kwargs)
+    tenths = np.random.default_rng([seed, 1]).integers(0, 10, len(ratings))
+    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    inter += [f"u{u}\ti{i}\t{r}\t{t}.{f}" for u, i, r, t, f in zip(
+        ratings["user"], ratings["item"], ratings["rating"], ratings["timestamp"], tenths)]  # fmt: skip
+    flags = items[[f"g{i}" for i in range(len(ML100K_GENRES))]].to_numpy(bool)
+    genres = [" ".join(g.replace(" ", "_") for g, on in zip(ML100K_GENRES, row) if on) for row in flags]
+    item_lines = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    item_lines += [f"i{i}\t{t}\t{r[-4:]}\t{g}" for i, t, r, g in zip(items["item"], items["title"], items["release"], genres)]
+    out_dir = Path(out_dir)
+    written = []
+    for path, lines in ((out_dir / f"{name}.inter", inter), (out_dir / f"{name}.item", item_lines)):
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        written.append(path)
     return written
