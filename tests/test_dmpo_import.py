@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from recranker.data.synthetic import HARD_TITLES, llama_factory_records, write_llama_factory
-from recranker.dmpo.importer import candidate_context, import_eval, import_ranking, import_sft, import_stats
+from recranker.dmpo.importer import (
+    candidate_context,
+    import_eval,
+    import_ranking,
+    import_sft,
+    import_stats,
+)
 from recranker.errors import DataFormatError
 
 INSTRUCTION = ("Given the user's viewing history, rank the two candidate movies by how much the user "
@@ -226,9 +232,8 @@ def test_import_command_feeds_the_dmpo_branch(tmp_path, monkeypatch):
 
 
 def test_params_of_an_imported_dataset_are_checked():
-    from stages.params import check_params
-
     from recranker.errors import RecrankerError
+    from stages.params import check_params
 
     base = {"run": {"datasets": []}, "datasets": {"ml-100k": {"format": "ml-100k"}}}
     ok = {"path": "authors", "train": "k3.json", "k": 3, "test": "test.json"}

@@ -40,8 +40,8 @@ __all__ = [
     "read_raw",
     "synthesize",
     "test_user_subset",
-    "write_prepared",
     "write_llama_factory",
+    "write_prepared",
     "write_recbole_atomic",
     "write_synthetic",
 ]
