@@ -87,7 +87,7 @@ def test_dmpo_branch_on_an_imported_dataset_alone(tmp_path):
     # a recipe-style experiment in a temporary copy sees the imported data (its stage, its folder)
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-q", "-m", "imported"], work, env)
-    exp = run([DVC, "exp", "run", "--temp", "-n", "boot10", "-S", "llm.pref_eval.bootstrap=10", "pref-eval"],
+    exp = run([DVC, "exp", "run", "--temp", "-n", "no-explain", "-S", "llm.pref_eval.explain_samples=0", "pref-eval"],
               work, env)
     assert "Running stage 'pref-eval'" in exp and "Running stage 'dmpo'" not in exp, exp[-2000:]
     # editing a source file re-runs its import (the folder is the stage's dependency)
