@@ -4,9 +4,10 @@
 splits in preferences.splits, default train, so a DMPO-tuned ranker never sees valid/test items)
 and writes data/preferences/<ds>/{sft_train,pref_train,pref_valid,pref_test}.jsonl (one atomic
 directory) and metrics/preferences/<ds>.json.
-`import-preferences --name NAME` converts the LLaMA-Factory files of preferences.imported.<NAME>
-to the same four files in data/preferences/<NAME>/, so `dmpo-sft`, `dmpo` and `pref-eval` run on
-them when NAME is in llm.dmpo.datasets / llm.pref_eval.datasets.
+`import-preferences --name NAME` (the DVC stage import-preferences@NAME, one per key of
+preferences.imported) converts the LLaMA-Factory files of preferences.imported.<NAME> to the same
+four files in data/preferences/<NAME>/, so `dmpo-sft`, `dmpo` and `pref-eval` run on them when NAME
+is in llm.dmpo.datasets / llm.pref_eval.datasets.
 """
 
 from __future__ import annotations
@@ -53,9 +54,12 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
 def import_preferences(
     name: str = typer.Option(..., "--name", help="Key of params.yaml preferences.imported."),
 ) -> None:
-    """The DMPO authors' LLaMA-Factory files of preferences.imported.<NAME> → data/preferences/<NAME>/."""
-    from recranker.dmpo.importer import import_pairs, import_sft, import_test_pairs
-    from recranker.dmpo.samples import preference_stats, sft_rows
+    """The LLaMA-Factory files of preferences.imported.<NAME> → data/preferences/<NAME>/ (the DVC
+    stage import-preferences@<NAME>); metrics/preferences/<NAME>.json counts what they hold."""
+    from pathlib import Path
+
+    from recranker.dmpo.importer import import_eval, import_ranking, import_sft, import_stats
+    from recranker.dmpo.samples import sft_rows
     from recranker.errors import RecrankerError
     from recranker.io import atomic_path, write_json, write_jsonl
 
@@ -64,15 +68,20 @@ def import_preferences(
         known = ", ".join(sorted(p.preferences.imported)) or "none"
         raise RecrankerError(f"params.yaml: preferences.imported.{name}: not configured (configured: {known})")
     src = p.preferences.imported[name]
-    splits = {"train": import_pairs(src.train, name, "train"),
-              "valid": import_test_pairs(src.valid, name, "valid") if src.valid else [],
-              "test": import_test_pairs(src.test, name, "test")}  # fmt: skip
-    sft = import_sft(src.sft, name) if src.sft else sft_rows(splits["train"])
+    folder = Path(src.path)
+    if not folder.is_dir():
+        raise RecrankerError(f"params.yaml: preferences.imported.{name}.path: {folder} is not a folder")
+    splits = {"train": import_ranking(folder / src.train, name, src.k, "train"),
+              "valid": import_eval(folder / src.valid, name, "valid") if src.valid else [],
+              "test": import_eval(folder / src.test, name, "test")}  # fmt: skip
+    sft = import_sft(folder / src.sft, name) if src.sft else sft_rows(splits["train"])
     with atomic_path(paths.preferences(name), is_dir=True) as tmp:
         write_jsonl(tmp / "sft_train.jsonl", sft)
         for split, rows in splits.items():
             write_jsonl(tmp / f"pref_{split}.jsonl", rows)
-    stats = preference_stats(splits)
+    stats = import_stats(splits, sft if src.sft else ())
     write_json(paths.metrics("preferences") / f"{name}.json", {**stats, "sft": {"samples": len(sft)}})
     counts = ", ".join(f"{s} {v['samples']}" for s, v in stats.items())
-    typer.echo(f"import-preferences {name}: sft {len(sft)}, {counts} → {paths.preferences(name)}")
+    shared = ", ".join(f"{s} {v['histories_in_train']}" for s, v in stats.items() if v.get("histories_in_train"))
+    typer.echo(f"import-preferences {name}: sft {len(sft)}, {counts} → {paths.preferences(name)}"
+               + (f" (histories also in training: {shared})" if shared else ""))

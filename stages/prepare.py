@@ -33,7 +33,8 @@ def prepare(
         label=f"datasets.{dataset}.path",
     )
     raw = read_raw(
-        d.format, folder, include_implicit=d.include_implicit, seed=d.seed, category=d.category
+        d.format, folder, include_implicit=d.include_implicit, seed=d.seed, category=d.category,
+        rating_scale=d.rating_scale,
     )
     prepared = prepare_data(
         raw,
@@ -56,14 +57,26 @@ def prepare(
 
 
 def synth(
-    out_dir: Path = typer.Argument(..., help="Folder to write u.data and u.item into."),
-    users: int = typer.Option(100, "--users", help="Number of users."),
+    out_dir: Path = typer.Argument(..., help="Folder to write the files into."),
+    users: int = typer.Option(100, "--users", help="Number of users (llama-factory: training histories)."),
     items: int = typer.Option(200, "--items", help="Number of items."),
     ratings: int = typer.Option(3000, "--ratings", help="Number of ratings."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed → same bytes)."),
+    fmt: str = typer.Option("ml-100k", "--format", help="ml-100k (u.data, u.item) | recbole (<name>.inter, "
+                            "<name>.item) | llama-factory (dpo_ranking_<k>.json, sft.json, valid.json, test.json)."),
+    name: str = typer.Option("synthetic", "--name", help="recbole: the atomic files' stem."),
+    k: list[int] = typer.Option([3], "--k", help="llama-factory: negatives per sample (repeat for several files)."),
 ) -> None:
-    """Write a synthetic dataset in the MovieLens-100K format (for tests and tiny runs)."""
-    from recranker.data import write_synthetic
+    """Write a synthetic dataset (for tests, tiny runs and trying a format out)."""
+    from recranker.data import write_llama_factory, write_recbole_atomic, write_synthetic
+    from recranker.errors import RecrankerError
 
-    written = write_synthetic(out_dir, users, items, ratings, seed=seed)
+    if fmt == "ml-100k":
+        written = write_synthetic(out_dir, users, items, ratings, seed=seed)
+    elif fmt == "recbole":
+        written = write_recbole_atomic(out_dir, name, users, items, ratings, seed=seed)
+    elif fmt == "llama-factory":
+        written = write_llama_factory(out_dir, users, tuple(k), seed=seed)
+    else:
+        raise RecrankerError(f"synth --format: '{fmt}' is not one of ml-100k, recbole, llama-factory")
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")

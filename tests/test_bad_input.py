@@ -49,10 +49,9 @@ def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
 def _import_project(tmp_path: Path, records) -> None:
     """A params.yaml naming one imported preference dataset `authors` (train = test = the file)."""
     (tmp_path / "prefs.json").write_text(json.dumps(records) if not isinstance(records, str) else records)
-    src = tmp_path / "prefs.json"
     (tmp_path / "params.yaml").write_text(
         "run: {datasets: [ml-100k]}\ndatasets: {ml-100k: {format: ml-100k}}\n"
-        f"preferences: {{imported: {{authors: {{train: {src}, test: {src}}}}}}}\n")
+        f"preferences: {{imported: {{authors: {{path: {tmp_path}, train: prefs.json, k: 1, test: prefs.json}}}}}}\n")
 
 
 OK_TEST = {"instruction": "Rank", "input": "Candidates:\nHeat (1995)\nJaws (1975)", "output": "Heat (1995), Jaws (1975)"}
@@ -133,7 +132,7 @@ def test_import_of_an_empty_file_or_list_is_an_error(tmp_path):
        bad=st.sampled_from(["{not json", '{"instruction": "x"}', "[1, 2]", '"text"']))
 @example(n_before=0, blanks=[], bad='"text"')  # a first line that is JSON but not an object
 def test_jsonl_importer_names_the_right_line(tmp_path_factory, n_before, blanks, bad):
-    from recranker.dmpo.importer import import_test_pairs
+    from recranker.dmpo.importer import import_eval
 
     lines = []
     for i in range(n_before):
@@ -148,18 +147,18 @@ def test_jsonl_importer_names_the_right_line(tmp_path_factory, n_before, blanks,
     if n_before == 0 and bad.startswith("["):
         return  # a file starting with '[' is one JSON document, not JSON Lines
     with pytest.raises(RecrankerError) as err:
-        import_test_pairs(path, "authors")
+        import_eval(path, "authors")
     msg = str(err.value)
     assert msg.startswith(f"{path}:{bad_line}:") and "\n" not in msg, msg
 
 
 def test_non_utf8_jsonl_line_names_file_and_line(tmp_path):
-    from recranker.dmpo.importer import import_test_pairs
+    from recranker.dmpo.importer import import_eval
 
     path = tmp_path / "prefs.jsonl"
     path.write_bytes((json.dumps(OK_TEST) + "\n").encode() + b'{"instruction": "caf\xe9"}\n')
     with pytest.raises(RecrankerError, match=rf"^{path}:2: not UTF-8"):
-        import_test_pairs(path, "authors")
+        import_eval(path, "authors")
     with pytest.raises(RecrankerError, match=rf"^{path}:2: not UTF-8"):
         list(read_jsonl(path))
 

@@ -131,6 +131,7 @@ def dvc_stages() -> dict[str, tuple[str, set[str]]]:
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     out = {}
     for name, st in spec["stages"].items():
+        st = st.get("do", st)  # a foreach stage: its template
         words = st["cmd"].split()
         assert words[0] == "./bin/recranker", f"{name}: cmd must call ./bin/recranker, not {words[0]}"
         deps = {d for d in st.get("deps", []) if d.startswith(("stages/", "src/"))}
@@ -173,17 +174,17 @@ def rewrite_dvc_yaml() -> None:
     for ln in lines:
         if m := re.match(r"^  ([a-z-]+):\s*$", ln):
             stage = m.group(1)
-        elif m := re.match(r"^    cmd: \./bin/recranker (\S+)", ln):
+        elif m := re.match(r"^    (?:  )?cmd: \./bin/recranker (\S+)", ln):  # (a foreach stage's under do:)
             cmds[stage] = m.group(1)
     stage = None
     for ln in lines:
         if m := re.match(r"^  ([a-z-]+):\s*$", ln):
             stage = m.group(1)
-        if stage in cmds and re.match(r"^      - (src|stages)/", ln):
+        if stage in cmds and re.match(r"^      (?:  )?- (src|stages)/", ln):
             continue  # the old code deps
         out.append(ln)
-        if stage in cmds and ln.startswith("    deps:"):
-            out += [f"      - {u}\n" for u in sorted(code_units(modules[cmds[stage]]))]
+        if stage in cmds and (m := re.match(r"^(    (?:  )?)deps:", ln)):
+            out += [f"{m.group(1)}  - {u}\n" for u in sorted(code_units(modules[cmds[stage]]))]
     (ROOT / "dvc.yaml").write_text("".join(out))
 
 

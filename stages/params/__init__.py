@@ -48,6 +48,9 @@ class Params(Strict):
         for i, cut in enumerate(self.evaluate.ks):
             if not 1 <= cut <= k:  # HR@k / NDCG@k rank only the k' = backbone.top_k candidates
                 raise _KeyError(f"evaluate.ks.{i}", f"{cut} is outside 1..{k} (backbone.top_k)")
+        for name in self.preferences.imported:  # both would write data/preferences/<name>
+            if name in self.datasets:
+                raise _KeyError(f"preferences.imported.{name}", f"'{name}' is also a key of datasets: rename one")
         return self
 
     def dataset(self, name: str) -> DatasetParams:

@@ -7,6 +7,7 @@ on the DMPO branch. Defaults = the CPU profile (SmolLM2-135M, LoRA on q, k, v as
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -18,21 +19,42 @@ from .base import Strict
 
 
 class ImportedPreferences(Strict):
-    """The DMPO authors' released files (LLaMA-Factory format) of one named preference dataset."""
+    """One named preference dataset from LLaMA-Factory files (the DMPO authors' format), produced
+    by the DVC stage `import-preferences@<name>`, whose dependency is the folder ``path``.
+    Each role has its file kind: sft → ``sft``, train → ``dpo_ranking_k``, valid/test → ``eval``."""
 
-    sft: str | None = None  # {"instruction","input","output": "<answer>"}; None: SFT on the train pairs
-    train: str  # {"instruction","input","output": [chosen, rejected]}, k records per sample
-    valid: str | None = None  # same format as train (or as test)
-    test: str  # {"instruction","input","output": "<preferred order>"} (or [chosen, rejected])
+    path: str  # folder holding the files (absolute, or relative to the project: git- or dvc-tracked)
+    train: str  # dpo_ranking_k file in `path`: {"instruction","input","output": [chosen, rejected]}, k per sample
+    k: int = Field(ge=1)  # the k of the train file: pairs (negatives) per sample, checked on every sample
+    test: str  # eval file: "output" = the preferred order string, or [chosen, rejected]
+    valid: str | None = None  # eval file, as test; None: no valid pairs
+    sft: str | None = None  # sft file: "output" = the answer string; None: SFT on the train pairs' chosen orders
+
+    @field_validator("train", "test", "valid", "sft")
+    @classmethod
+    def _a_file_name(cls, name: str | None) -> str | None:
+        if name is not None and (not name or Path(name).is_absolute() or ".." in Path(name).parts):
+            raise ValueError(f"'{name}' must be a file name inside `path`")
+        return name
 
 
 class PreferenceParams(PreferenceConfig):
     """preferences: the library's :class:`~recranker.dmpo.config.PreferenceConfig` and the stage's own knobs."""
 
     splits: list[Literal["train", "valid", "test"]] = ["train"]  # interactions used
-    # Named datasets imported by `recranker import-preferences --name NAME` (usable in
-    # llm.dmpo.datasets and llm.pref_eval.datasets like a ratings dataset).
+    # Named datasets of LLaMA-Factory files, each produced by the DVC stage import-preferences@NAME
+    # (usable in llm.dmpo.datasets and llm.pref_eval.datasets like a ratings dataset).
     imported: dict[str, ImportedPreferences] = {}
+
+    @field_validator("imported")
+    @classmethod
+    def _names(cls, imported: dict[str, ImportedPreferences]) -> dict[str, ImportedPreferences]:
+        import re
+
+        bad = [n for n in imported if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", n)]
+        if bad:  # the name is a folder (data/preferences/NAME) and a DVC stage name (import-preferences@NAME)
+            raise ValueError(f"name '{bad[0]}': use letters, digits, '_' and '-' only")
+        return imported
 
 
 class DMPOParams(DMPOSettings):

@@ -16,7 +16,7 @@ from .raw import RawData
 from .readers import FORMATS, locate_raw, read_raw
 from .sources import SOURCES, Source, download, locate, md5sum
 from .split import SPLITS, encode_ids, leave_one_out, test_user_subset
-from .synthetic import synthesize, write_synthetic
+from .synthetic import synthesize, write_llama_factory, write_recbole_atomic, write_synthetic
 
 __all__ = [
     "FILES",
@@ -40,6 +40,8 @@ __all__ = [
     "read_raw",
     "synthesize",
     "test_user_subset",
+    "write_llama_factory",
     "write_prepared",
+    "write_recbole_atomic",
     "write_synthetic",
 ]

@@ -59,6 +59,11 @@ SOURCES: dict[str, Source] = {
         how_to_get="Amazon reviews are not downloaded automatically; get a category's ratings CSV, "
         "reviews_*.json.gz (2014) or *.json.gz + meta_*.json.gz (2018) from the McAuley lab pages",
     ),
+    "recbole": Source(
+        ("recbole",),
+        (),
+        how_to_get="RecBole atomic files are not downloaded; put <name>.inter (and <name>.item) in one folder",
+    ),
 }
 
 FORMATS = tuple(SOURCES)

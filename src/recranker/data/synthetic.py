@@ -1,4 +1,6 @@
-"""A seeded synthetic dataset written in the MovieLens-100K file format (``u.data`` + ``u.item``).
+"""A seeded synthetic dataset written in the MovieLens-100K file format (``u.data`` + ``u.item``),
+as RecBole atomic files (:func:`write_recbole_atomic`), or as LLaMA-Factory preference files in the
+DMPO authors' layout (:func:`write_llama_factory`).
 
 Used by tests and tiny end-to-end runs when the real data is absent. It is built so that a
 recommender has something to learn: users and items get latent factors, and both *which* items a
@@ -9,6 +11,7 @@ signal too), and each user's timestamps increase along her sequence.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -167,4 +170,119 @@ def write_synthetic(
         with atomic_path(out_dir / name) as tmp:
             tmp.write_bytes(("\n".join(lines) + "\n").encode(codec))
         written.append(out_dir / name)
+    return written
+
+
+# Titles the LLaMA-Factory generator puts among the negatives, one per history in turn: non-ASCII
+# (JSON files keep them as UTF-8, unescaped), and punctuation that a title-splitting or
+# text-editing importer stumbles on (", " inside titles, quotes, colons, brackets).
+HARD_TITLES = (
+    "Amélie (2001)", "Léon: The Professional (1994)", "8½ (1963)", "Nausicaä of the Valley of the Wind (1984)",
+    "Ça, c'est la vie! (1999)", "Crouching Tiger, Hidden Dragon (2000)", "Godfather, The (1972)",
+    "Sex, Lies, and Videotape (1989)", "Star Wars: Episode IV - A New Hope [Remastered] (1977)",
+    '"Weird Al" Yankovic: Live! (1999)', "Das Boot (1981) , Director's Cut", "千と千尋の神隠し (2001)",
+    "Ôtez-moi d'un doute, s'il vous plaît (2017)", "Who's Afraid of Virginia Woolf? (1966)",
+)
+LF_INSTRUCTION = ("Given the movies a user watched, rank the two candidate movies by how much the user would "
+                  "like them. Answer with both titles, the preferred one first, separated by a comma.")
+
+
+def _lf_input(history: list[str], first: str, second: str) -> str:
+    """A layout unlike the project's own prompts: quoted titles, the candidates after the history."""
+    watched = ", ".join(f'"{t}"' for t in history)
+    return f"Watched: {watched}.\nCandidate 1: {first}\nCandidate 2: {second}"
+
+
+def llama_factory_records(
+    n_histories: int = 100, k: int = 3, *, n_eval: int = 100, seed: int = 0, history_len: int = 6,
+    shared_eval: int = 0, negative_in_history_every: int = 4,
+) -> dict[str, list[dict]]:
+    """Seeded LLaMA-Factory records in the DMPO authors' layout: ``dpo_ranking`` (n_histories × k
+    records, a sample's k records in a row, ``"output": [chosen, rejected]``), ``sft`` (the chosen
+    order of every training pair as the answer string), ``valid`` (``eval`` with [chosen, rejected])
+    and ``test`` (``eval``, the preferred order string). History h's first negative is
+    ``HARD_TITLES[h % len]``; every ``negative_in_history_every``-th history also holds that
+    negative in its history (so the title is mentioned twice). ``shared_eval`` eval pairs reuse a
+    training history (the import's metrics report such overlap)."""
+    if n_histories < 1 or k < 1 or n_eval < 1 or not 0 <= shared_eval <= min(n_eval, n_histories):
+        raise RecrankerError(f"llama_factory_records: need n_histories, k, n_eval ≥ 1 and 0 ≤ shared_eval ≤ "
+                             f"both, got {n_histories}, {k}, {n_eval}, {shared_eval}")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    n_titles = max(200, history_len + k + len(HARD_TITLES) + 1)
+    plain = [t for t in _items(rng, rng.normal(size=(n_titles, 8)))["title"] if t not in HARD_TITLES]
+
+    def user(h: int, n_neg: int) -> tuple[list[str], str, list[str]]:
+        hard = HARD_TITLES[h % len(HARD_TITLES)]
+        picks = [plain[i] for i in rng.choice(len(plain), size=history_len + n_neg, replace=False)]
+        history, positive, negatives = picks[: history_len - 1], picks[history_len - 1], [hard, *picks[history_len:]]
+        if negative_in_history_every and h % negative_in_history_every == 0:
+            history.insert(int(rng.integers(len(history) + 1)), hard)
+        else:
+            history.append(picks[-1])
+        return history, positive, negatives[:n_neg]
+
+    def record(history: list[str], pos: str, neg: str, output) -> dict:
+        shown = (pos, neg) if rng.random() < 0.5 else (neg, pos)
+        return {"instruction": LF_INSTRUCTION, "input": _lf_input(history, *shown), "output": output}
+
+    train, sft, users = [], [], []
+    for h in range(n_histories):
+        history, pos, negs = user(h, k)
+        users.append((history, pos))
+        for neg in negs:
+            train.append(record(history, pos, neg, [f"{pos}, {neg}", f"{neg}, {pos}"]))
+            sft.append({**train[-1], "output": f"{pos}, {neg}"})
+    valid, test = [], []
+    for split, out in (("valid", valid), ("test", test)):
+        for j in range(n_eval):
+            history, pos, (neg,) = user(n_histories + j, 1)
+            if j < shared_eval:  # a training history and positive, another negative
+                history, pos = users[j]
+            out.append(record(history, pos, neg, [f"{pos}, {neg}", f"{neg}, {pos}"] if split == "valid"
+                              else f"{pos}, {neg}"))  # fmt: skip
+    return {"dpo_ranking": train, "sft": sft, "valid": valid, "test": test}
+
+
+def write_llama_factory(out_dir: str | Path, n_histories: int = 100, ks: tuple[int, ...] = (3,), *,
+                        seed: int = 0, **kwargs) -> list[Path]:
+    """Write ``dpo_ranking_<k>.json`` for each k, ``sft.json`` (of the first k), ``valid.json`` and
+    ``test.json`` (JSON lists, UTF-8 unescaped, as LLaMA-Factory reads them); same seed → same bytes."""
+    out_dir = Path(out_dir)
+    files: dict[str, list[dict]] = {}
+    for i, k in enumerate(ks):
+        recs = llama_factory_records(n_histories, k, seed=seed, **kwargs)
+        files[f"dpo_ranking_{k}.json"] = recs["dpo_ranking"]
+        if i == 0:
+            files.update({"sft.json": recs["sft"], "valid.json": recs["valid"], "test.json": recs["test"]})
+    written = []
+    for name, recs in files.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(json.dumps(recs, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        written.append(out_dir / name)
+    return written
+
+
+def write_recbole_atomic(
+    out_dir: str | Path, name: str = "synthetic", n_users: int = 100, n_items: int = 200, n_ratings: int = 3000,
+    *, seed: int = 0, **kwargs,
+) -> list[Path]:
+    """The synthetic ratings as RecBole atomic files ``<name>.inter`` (``user_id:token item_id:token
+    rating:float timestamp:float``; string ids, timestamps with a fractional second) and
+    ``<name>.item`` (``item_id:token movie_title:token_seq release_year:token class:token_seq``),
+    UTF-8, tab-separated; same seed → same bytes."""
+    ratings, items = synthesize(n_users, n_items, n_ratings, seed=seed, **kwargs)
+    tenths = np.random.default_rng([seed, 1]).integers(0, 10, len(ratings))
+    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    inter += [f"u{u}\ti{i}\t{r}\t{t}.{f}" for u, i, r, t, f in zip(
+        ratings["user"], ratings["item"], ratings["rating"], ratings["timestamp"], tenths)]  # fmt: skip
+    flags = items[[f"g{i}" for i in range(len(ML100K_GENRES))]].to_numpy(bool)
+    genres = [" ".join(g.replace(" ", "_") for g, on in zip(ML100K_GENRES, row) if on) for row in flags]
+    item_lines = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    item_lines += [f"i{i}\t{t}\t{r[-4:]}\t{g}" for i, t, r, g in zip(items["item"], items["title"], items["release"], genres)]
+    out_dir = Path(out_dir)
+    written = []
+    for path, lines in ((out_dir / f"{name}.inter", inter), (out_dir / f"{name}.item", item_lines)):
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        written.append(path)
     return written
