@@ -35,14 +35,3 @@ def params():
     from stages.params import load_params
 
     return load_params(PARAMS_FILE)
-
-
-def launch_training(stage: str, p) -> None:
-    """With ``llm.launch.processes`` > 1, replace this process by that many ranks of ``recranker
-    <stage>`` (torchrun, or accelerate with ``llm.launch.config``); inside a rank, do nothing."""
-    from recranker.llm.launch import exec_launch, needs_launch
-
-    launch = p.llm.launch
-    if needs_launch(launch.processes):
-        exec_launch(["stages", stage], launch.processes, launch.config)
-

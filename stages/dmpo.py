@@ -6,7 +6,8 @@ from __future__ import annotations
 import typer
 
 from stages import artifacts, dmpo_io, paths
-from stages.common import launch_training, params
+from stages.common import params
+from stages.launch import launch_training
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "dmpo"  # outside the atomically replaced output
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from stages import artifacts, paths
-from stages.common import launch_training, params
+from stages.common import params
+from stages.launch import launch_training
 
 CHECKPOINTS = paths.MODELS / "llm" / ".ckpt" / "sft"  # outside the atomically replaced output
 
