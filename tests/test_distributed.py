@@ -145,6 +145,8 @@ def test_launch_command_torchrun_and_accelerate(tmp_path, monkeypatch):
     assert cmd[-5:] == ["--num_processes", "8", "-m", "stages", "dmpo"]
     with pytest.raises(RecrankerError, match="llm.launch.config"):
         launch_command(["stages", "sft"], 2, str(tmp_path / "missing.yaml"))
+    with pytest.raises(RecrankerError, match="starts one process"):  # accelerate's silent single process
+        launch_command(["stages", "sft"], 2, str(ROOT / "configs" / "accelerate_cpu.yaml"))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert needs_launch(2) and not needs_launch(1)
     monkeypatch.setenv("WORLD_SIZE", "2")  # inside a rank: never launch again

@@ -35,6 +35,12 @@ def launch_command(module_args: Sequence[str], processes: int, config: str | Non
     if not Path(config).is_file():
         raise RecrankerError(f"llm.launch.config: {config}: file not found (an accelerate config, e.g. "
                              "configs/accelerate_deepspeed_zero3.yaml)")
+    import yaml
+
+    kind = str((yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("distributed_type", "NO"))
+    if kind in ("NO", "MULTI_CPU"):  # accelerate would start one process (CPU ranks need mpirun there)
+        raise RecrankerError(f"llm.launch.config: {config} is a {kind} config, for which accelerate launch "
+                             "starts one process; for CPU ranks set llm.launch.config: null (torchrun)")
     return [python, "-m", "accelerate.commands.launch", "--config_file", str(config),
             "--num_processes", str(processes), "-m", *module_args]
 
