@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test test-all lint bench
+.PHONY: install test test-all lint bench check-gpu-extra
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,8 @@ bench:
 	$(BIN)/python benchmarks/backbones.py
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/rank_throughput.py
+
+# Does `pip install -e '.[gpu]'` resolve with the pinned torch? A dry run in a throw-away venv with a
+# recent pip that reads wheel metadata by HTTP range requests: no CUDA wheel is downloaded (~3 min).
+check-gpu-extra:
+	$(BIN)/python scripts/check_gpu_extra.py

@@ -85,7 +85,8 @@ def pref_eval() -> None:
                 ex["dataset"] = ds
     write_json(paths.METRICS / "pref_eval.json", results)
     # How it ran (nothing downstream reads this file, so a machine's choice never makes `report` stale)
-    write_json(RUN_JSON, {"dtype": e.dtype, "seconds": round(time.perf_counter() - t0, 1)})
+    write_json(RUN_JSON, {"dtype": e.dtype, "device": default_device(),
+                          "seconds": round(time.perf_counter() - t0, 1)})
     write_json(EXPLAIN_JSON, {"explanations": explanations})
     with atomic_path(EXPLAIN_PNG) as tmp:
         plot_explanations(explanations, tmp)

@@ -15,6 +15,13 @@ from stages import artifacts, paths
 from stages.common import params
 
 
+def _device(backend) -> str | None:
+    """Where the hf backend scored (e.g. "cpu", "cuda:0" or "cuda:0,cuda:1"); None for a server."""
+    scorer = getattr(backend, "scorer", None)
+    devices = getattr(scorer, "devices", None) or [getattr(scorer, "device", None)]
+    return ",".join(str(d) for d in devices) if devices[0] is not None else None
+
+
 def rank(
     dataset: str = typer.Option(..., help="Dataset name (a key of params.yaml: datasets)."),
     backbone: str = typer.Option(..., help="Backbone whose candidates the test instructions hold."),
@@ -53,7 +60,8 @@ def rank(
         n_cands = sum(len(ins.candidates) for ins in instructions)
         metrics: dict = {
             "backend": rp.backend, "model": rp.model, "dtype": rp.dtype,
-            "workers": getattr(getattr(backend, "scorer", None), "workers", 1), "seconds": round(secs, 3),
+            "workers": getattr(getattr(backend, "scorer", None), "workers", 1), "device": _device(backend),
+            "seconds": round(secs, 3),
             "instructions": len(instructions), "users": len({ins.user_id for ins in instructions}),
             "candidates": n_cands, "candidates_per_s": round(n_cands / secs, 3) if secs > 0 else None,
             "prompts_per_s": round(len(instructions) / secs, 3) if secs > 0 else None, "tasks": {},

@@ -168,7 +168,8 @@ def test_worker_processes_score_like_one_process(tiny_base):
     ps = prompts(n_users=5, n=3) + [Prompt.from_messages([{"role": "user", "content": "Rate Heat. Answer 1-5."}])]
     labels = ["1", "2", "3", "4", "5"]
     one = HFBackend.from_dirs(tiny_base, batch_size=4, min_prefix=4)
-    with HFBackend.from_dirs(tiny_base, batch_size=4, min_prefix=4, workers=2, threads=1) as two:
+    with HFBackend.from_dirs(tiny_base, batch_size=4, min_prefix=4, workers=2, threads=1,
+                             devices=["cpu", "cpu"]) as two:
         two.scorer.chunk_groups = 2  # several chunks per worker
         got = two.label_logprobs(ps, labels)
         assert two.scorer._pool is not None  # really scored in worker processes
@@ -178,3 +179,30 @@ def test_worker_processes_score_like_one_process(tiny_base):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     assert two.scorer.stats.computed_tokens == one.scorer.stats.computed_tokens
     assert two.scorer._pool is None  # closed with the backend
+
+
+def test_one_scorer_per_gpu_or_per_cpu_thread():
+    """rank.workers → (workers, threads each, devices): every visible GPU gets one scorer process
+    (rank.workers is ignored there), one GPU scores in-process; CPUs as before."""
+    from recranker.llm.backends.factory import scorer_layout
+
+    assert scorer_layout(2, cpu_threads=2, gpus=0) == (2, 1, ["cpu", "cpu"])
+    assert scorer_layout(4, cpu_threads=1, gpus=0) == (1, 1, ["cpu"])
+    assert scorer_layout(1, cpu_threads=16, gpus=0) == (1, 16, ["cpu"])
+    assert scorer_layout(2, cpu_threads=16, gpus=1) == (1, 16, ["cuda:0"])
+    assert scorer_layout(2, cpu_threads=16, gpus=8) == (8, 2, [f"cuda:{i}" for i in range(8)])
+    assert scorer_layout(1, cpu_threads=4, gpus=8)[1] == 1  # at least one thread each
+
+
+def test_scorer_builds_inputs_on_the_models_device(tok, tiny_base):
+    """load_hf(device=...) puts the model there (bf16 body, fp32 head kept) and the scorer follows
+    the model's device; a worker list must name one device per worker."""
+    from recranker.llm.backends.hf import load_hf
+    from recranker.llm.scoring import PrefixCachedScorer, ShardedScorer
+
+    model, _ = load_hf(tiny_base, None, "bfloat16", device="cpu")
+    assert model.get_output_embeddings().weight.dtype == torch.float32
+    assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert PrefixCachedScorer(model).device == torch.device("cpu")
+    with pytest.raises(RecrankerError, match="2 scorer workers but 1 devices"):
+        ShardedScorer(lambda device: model, workers=2, devices=["cuda:0"])

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from recranker.schema import Section
@@ -33,6 +35,9 @@ class VLLMConfig(Section):
     """GPU only (the `gpu` extra)."""
 
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory vLLM may take")
-    max_lora_rank: int = Field(64, ge=1, description="largest LoRA rank vLLM serves")
+    # vLLM 0.32.0 serves only these ranks (its vllm/config/lora.py MaxLoRARanks; the same tuple as
+    # recranker.llm.backends.vllm.VLLM_LORA_RANKS, checked in tests/test_backends_vllm.py).
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] = Field(
+        64, description="largest LoRA rank the engine serves (>= the adapter's llm.lora.r)")
     max_model_len: int = Field(2048, ge=64, description="context length (prompt + answer)")
     enable_prefix_caching: bool = Field(True, description="reuse the KV cache of shared prompt prefixes")

@@ -10,13 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def hf_workers(requested: int) -> tuple[int, int]:
-    """(worker processes, torch threads each) for the hf backend: one process on a GPU; on a CPU
-    at most one worker per torch thread, the threads split evenly among them."""
+def scorer_layout(requested: int, cpu_threads: int, gpus: int) -> tuple[int, int, list[str]]:
+    """(worker processes, torch threads each, device of each worker) for the hf backend.
+
+    With GPUs: one scorer per GPU (``requested`` is ignored: a GPU is filled by one process's
+    batches, and two processes on one GPU would hold two copies of the model); one GPU scores in
+    this process. On a CPU: at most one worker per torch thread, the threads split evenly.
+    """
+    if gpus > 0:
+        return gpus, max(1, cpu_threads // gpus), [f"cuda:{i}" for i in range(gpus)]
+    workers = max(1, min(requested, cpu_threads))
+    return workers, max(1, cpu_threads // workers), ["cpu"] * workers
+
+
+def hf_workers(requested: int) -> tuple[int, int, list[str]]:
+    """:func:`scorer_layout` on this machine (its visible GPUs: CUDA_VISIBLE_DEVICES chooses)."""
     import torch
 
-    workers = 1 if torch.cuda.is_available() else min(requested, torch.get_num_threads())
-    return workers, torch.get_num_threads() // workers
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return scorer_layout(requested, torch.get_num_threads(), gpus)
 
 
 def make_backend(rp, base_dir: Path, tuned_dir: Path | None, *, seed: int, progress: bool = True):
@@ -28,10 +40,10 @@ def make_backend(rp, base_dir: Path, tuned_dir: Path | None, *, seed: int, progr
 
         if rp.threads:
             torch.set_num_threads(rp.threads)
-        workers, threads = hf_workers(rp.workers)
+        workers, threads, devices = hf_workers(rp.workers)
         return HFBackend.from_dirs(
             base_dir, tuned_dir, dtype=rp.dtype, batch_size=rp.batch_size, min_prefix=rp.min_prefix,
-            progress=progress, workers=workers, threads=threads,
+            progress=progress, workers=workers, threads=threads, devices=devices,
         )  # fmt: skip
     if rp.backend == "openai":
         from recranker.llm.backends.openai import OpenAIBackend

@@ -3,6 +3,12 @@
 The adapter (LoRA) is merged into the base weights at load time (``recranker.llm.model.load_tuned``):
 inference then runs plain Linear layers, faster than peft's extra low-rank matmuls and the same
 model. A full fine-tune output directory is loaded as the model itself.
+
+Devices: the model is loaded and merged in fp32 on the host, cast (body in ``dtype``, final norm
+and output layer kept fp32: :func:`half_body_fp32_head`), then moved to its device — the CPU, or
+a GPU, where every input tensor is built. With several GPUs the scoring runs in one worker
+process per GPU (:class:`~recranker.llm.scoring.ShardedScorer`, ``devices``); generation runs in
+this process on the first GPU.
 """
 
 from __future__ import annotations
@@ -15,17 +21,29 @@ import numpy as np
 
 from recranker.errors import RecrankerError
 from recranker.llm.backends.base import Backend, Prompt, Sampling
-from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest, ShardedScorer, label_token_ids
+from recranker.llm.scoring import (
+    PrefixCachedScorer,
+    ScoreRequest,
+    ShardedScorer,
+    chat_prompt_ids,
+    complete_answers,
+    end_of_turn_id,
+    label_token_ids,
+)
 
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def load_hf(base_dir: str | Path, adapter_dir: str | Path | None = None, dtype: str = "float32"):
+def load_hf(base_dir: str | Path, adapter_dir: str | Path | None = None, dtype: str = "float32",
+            device: str | None = None):
     """(model, tokenizer) from a saved base model directory plus an optional tuned directory
-    (peft adapter, merged in fp32 before casting, or a full fine-tuned model)."""
+    (peft adapter, merged in fp32 before casting, or a full fine-tuned model), on ``device``
+    (None: this process's device, :func:`recranker.llm.precision.default_device` — its GPU if
+    it has one)."""
     import torch
 
     from recranker.llm.model import load_model, load_tokenizer, load_tuned
+    from recranker.llm.precision import default_device
 
     if dtype not in DTYPES:
         raise RecrankerError(f"rank.dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -39,11 +57,14 @@ def load_hf(base_dir: str | Path, adapter_dir: str | Path | None = None, dtype: 
         model = load_tuned(adapter_dir, base_dir, merge=True, dtype=torch.float32)
     if dtype != "float32":
         model = half_body_fp32_head(model, getattr(torch, dtype))
+    device = device or default_device()
+    if device != "cpu":
+        model = model.to(device)
     return model.eval(), tokenizer
 
 
-def _load_model_only(base_dir, adapter_dir, dtype: str):
-    return load_hf(base_dir, adapter_dir, dtype)[0]
+def _load_model_only(base_dir, adapter_dir, dtype: str, device: str = "cpu"):
+    return load_hf(base_dir, adapter_dir, dtype, device)[0]
 
 
 def half_body_fp32_head(model, dtype):
@@ -86,11 +107,17 @@ class HFBackend(Backend):
         workers: int = 1,
         load_spec: tuple | None = None,
         threads: int = 1,
+        devices: Sequence[str] | None = None,
     ):
         """``workers`` > 1 scores in that many processes (:class:`ShardedScorer`) with ``threads``
-        torch threads each; they rebuild the model from ``load_spec`` = (base_dir, adapter_dir,
-        dtype), so only :meth:`from_dirs` can ask for them. Generation stays in this process."""
-        self.model = model
+        torch threads each, worker i on ``devices[i]`` (default: all on the CPU); they rebuild the
+        model from ``load_spec`` = (base_dir, adapter_dir, dtype), so only :meth:`from_dirs` can
+        ask for them. Generation stays in this process. ``model`` may be None with workers: it is
+        then loaded on ``devices[0]`` when first needed (a generation), so that a GPU does not hold
+        a copy that only scoring workers use."""
+        self._model = model
+        self._load_spec = load_spec
+        self._generation_device = (list(devices) if devices else ["cpu"])[0]
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -101,16 +128,39 @@ class HFBackend(Backend):
             if load_spec is None:
                 raise RecrankerError("hf backend: worker processes need the model directories (from_dirs)")
             self.scorer = ShardedScorer(partial(_load_model_only, *load_spec), workers=workers,
-                                        threads=threads, **kwargs)
+                                        threads=threads, devices=devices, **kwargs)
         else:
+            if model is None:
+                raise RecrankerError("hf backend: a single in-process scorer needs the model")
             self.scorer = PrefixCachedScorer(model, **kwargs)
         self._encoded: dict[Prompt, tuple[int, ...]] = {}
 
+    @property
+    def model(self):
+        """The model of this process (generation; scoring too with one worker)."""
+        if self._model is None:
+            self._model = _load_model_only(*self._load_spec, self._generation_device)
+        return self._model
+
     @classmethod
-    def from_dirs(cls, base_dir, adapter_dir=None, dtype: str = "float32", **kwargs) -> HFBackend:
-        model, tok = load_hf(base_dir, adapter_dir, dtype)
+    def from_dirs(cls, base_dir, adapter_dir=None, dtype: str = "float32", *,
+                  devices: Sequence[str] | None = None, workers: int = 1, **kwargs) -> HFBackend:
+        """The backend over saved directories. ``devices``: one per worker (default: the CPU for
+        every worker, or this process's device with one worker). Scoring workers on GPUs load
+        their own copies, so this process loads its model only when it generates."""
         spec = (str(base_dir), None if adapter_dir is None else str(adapter_dir), dtype)
-        return cls(model, tok, load_spec=spec, **kwargs)
+        lazy = workers > 1 and devices is not None and any(d != "cpu" for d in devices)
+        if lazy:
+            from recranker.llm.model import load_tokenizer
+
+            for d in (base_dir, adapter_dir):
+                if d is not None and not Path(d).is_dir():
+                    raise RecrankerError(f"{d}: model directory not found")
+            model, tok = None, load_tokenizer(str(base_dir))
+        else:
+            device = devices[0] if devices else ("cpu" if workers > 1 else None)
+            model, tok = load_hf(base_dir, adapter_dir, dtype, device)
+        return cls(model, tok, load_spec=spec, workers=workers, devices=devices, **kwargs)
 
     def close(self) -> None:
         if isinstance(self.scorer, ShardedScorer):
@@ -120,15 +170,13 @@ class HFBackend(Backend):
         return self.encode_many([prompt])[0]
 
     def encode_many(self, prompts: Sequence[Prompt]) -> list[tuple[int, ...]]:
-        """Chat-template token ids of each prompt; texts are rendered one by one, then tokenized
-        in one fast batch call (identical ids, checked in tests/test_backends.py)."""
+        """Chat-template token ids of each prompt (:func:`~recranker.llm.scoring.chat_prompt_ids`),
+        cached per prompt."""
         known = {p: self._encoded[p] for p in dict.fromkeys(prompts) if p in self._encoded}
         todo = [p for p in dict.fromkeys(prompts) if p not in known]
         if todo:
-            texts = [self.tokenizer.apply_chat_template(p.as_dicts(), add_generation_prompt=True,
-                                                        tokenize=False) for p in todo]
-            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            new = {p: tuple(int(x) for x in t) for p, t in zip(todo, ids)}
+            ids = chat_prompt_ids(self.tokenizer, [p.as_dicts() for p in todo])
+            new = {p: tuple(t) for p, t in zip(todo, ids)}
             known.update(new)
             if len(self._encoded) + len(new) > 50_000:
                 self._encoded.clear()
@@ -137,12 +185,7 @@ class HFBackend(Backend):
 
     def end_token_id(self) -> int:
         """The token that closes an assistant turn (eos for ChatML-style templates)."""
-        eos = self.tokenizer.eos_token_id
-        if isinstance(eos, list):
-            eos = eos[0]
-        if eos is None:
-            raise RecrankerError("tokenizer has no eos token to end an answer")
-        return int(eos)
+        return end_of_turn_id(self.tokenizer)
 
     def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> np.ndarray:
         rows = self.label_logprobs_multi(prompts, [labels] * len(prompts))
@@ -170,8 +213,7 @@ class HFBackend(Backend):
             out[i] = r.targets
         slow = [i for i, labels in enumerate(label_sets) if ids[tuple(labels)] is None]
         if slow:
-            end = self.tokenizer.decode([self.end_token_id()])
-            conts = [[f"{lab}{end}" for lab in label_sets[i]] for i in slow]
+            conts = [complete_answers(self.tokenizer, label_sets[i]) for i in slow]
             for i, row in zip(slow, self.continuation_logprobs([prompts[i] for i in slow], conts)):
                 out[i] = row
         return out
@@ -205,6 +247,10 @@ class HFBackend(Backend):
         """Answer text for each token-id prompt (left-padded batches sorted by length)."""
         import torch
 
+        from recranker.llm.scoring.prefix_cached import model_device
+
+        model = self.model
+        device = model_device(model)
         pad = self.pad_token_id
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
@@ -225,7 +271,8 @@ class HFBackend(Backend):
                 for row, i in enumerate(chunk):
                     ids[row, width - len(encoded[i]) :] = torch.tensor(list(encoded[i]))
                     mask[row, width - len(encoded[i]) :] = 1
-                gen = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
+                gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                     **gen_kwargs).cpu()
                 for row, i in enumerate(chunk):
                     out[i] = self.tokenizer.decode(gen[row, width:], skip_special_tokens=True)
         return out

@@ -24,10 +24,20 @@ each full prompt alone; ``tests/test_scoring.py`` checks equality within 1e-4.
 from .answers import binary_probability, expected_value
 from .prefix_cached import PrefixCachedScorer
 from .prefixes import group_members, group_prefix_len, plan_prefixes
-from .requests import ScoreRequest, ScoreResult, ScorerStats, encode_chat, label_token_ids
+from .requests import (
+    ScoreRequest,
+    ScoreResult,
+    ScorerStats,
+    chat_prompt_ids,
+    complete_answers,
+    encode_chat,
+    end_of_turn_id,
+    label_token_ids,
+)
 from .sharded import ShardedScorer
 
 __all__ = [
     "PrefixCachedScorer", "ScoreRequest", "ScoreResult", "ScorerStats", "ShardedScorer", "binary_probability",
-    "encode_chat", "expected_value", "group_members", "group_prefix_len", "label_token_ids", "plan_prefixes",
+    "chat_prompt_ids", "complete_answers", "encode_chat", "end_of_turn_id", "expected_value",
+    "group_members", "group_prefix_len", "label_token_ids", "plan_prefixes",
 ]

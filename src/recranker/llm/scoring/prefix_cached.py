@@ -20,6 +20,10 @@ class PrefixCachedScorer:
     min_prefix: a group's shared prefix is cached only when it has at least this many tokens
         (below that the extra forward costs more than it saves).
     use_prefix_cache: False scores every prompt whole (the reference path for tests).
+
+    Inputs are built on the device of the model's parameters (a CPU or one GPU; move the model
+    there first, e.g. :func:`recranker.llm.backends.hf.load_hf` with ``device``); answers come back
+    as host numpy arrays.
     """
 
     def __init__(
@@ -35,6 +39,7 @@ class PrefixCachedScorer:
         if batch_size < 1:
             raise RecrankerError(f"rank: batch_size must be >= 1 (got {batch_size})")
         self.model = model.eval()
+        self.device = model_device(model)
         self.pad_token_id = int(pad_token_id)
         self.batch_size = batch_size
         self.min_prefix = min_prefix
@@ -98,11 +103,11 @@ class PrefixCachedScorer:
         import torch
         from transformers import DynamicCache
 
-        ids = torch.tensor([list(tokens[start:])], dtype=torch.long)
+        ids = torch.tensor([list(tokens[start:])], dtype=torch.long, device=self.device)
         kwargs = {}
         if kv is not None:
             kwargs["past_key_values"] = DynamicCache(ddp_cache_data=kv)
-        out = self.model(input_ids=ids, position_ids=torch.arange(start, len(tokens))[None],
+        out = self.model(input_ids=ids, position_ids=torch.arange(start, len(tokens), device=self.device)[None],
                          use_cache=True, logits_to_keep=1, **kwargs)
         self.stats.forwards += 1
         self.stats.computed_tokens += len(tokens) - start
@@ -126,12 +131,15 @@ class PrefixCachedScorer:
         suffixes = [requests[i].tokens[p:] for i in chunk]
         width = max(len(s) for s in suffixes)
         b = len(chunk)
+        # Built on the host, then moved in one copy each (a GPU would otherwise get one small
+        # copy per row).
         ids = torch.full((b, width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((b, width), dtype=torch.long)
         for row, s in enumerate(suffixes):
             ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
             mask[row, width - len(s) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0) + p
+        ids, mask, pos = (t.to(self.device) for t in (ids, mask, pos))
         keep = max(requests[i].n_scored for i in chunk) + 1
         kwargs = {}
         if kv is not None:
@@ -140,7 +148,7 @@ class PrefixCachedScorer:
             kwargs["past_key_values"] = DynamicCache(
                 ddp_cache_data=[(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in kv]
             )
-            mask = torch.cat([torch.ones((b, p), dtype=torch.long), mask], dim=1)
+            mask = torch.cat([torch.ones((b, p), dtype=torch.long, device=self.device), mask], dim=1)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -155,20 +163,28 @@ class PrefixCachedScorer:
         for row, i in enumerate(chunk):
             r = requests[i]
             last = logp[row, -1]
-            tgt = last[list(r.targets)].numpy().astype(np.float64) if r.targets else np.zeros(0)
+            tgt = last[list(r.targets)].cpu().numpy().astype(np.float64) if r.targets else np.zeros(0)
             cont, per_tok, top = 0.0, None, None
             if r.n_scored:
                 n = r.n_scored
                 # logits at position t predict token t+1: the continuation's tokens are the last
                 # n ids, predicted by the n positions before the final one.
                 rows = logp[row, -n - 1 : -1]
-                toks = torch.tensor(r.tokens[-n:], dtype=torch.long)
-                per_tok = rows.gather(1, toks[:, None])[:, 0].double().numpy()
+                toks = torch.tensor(r.tokens[-n:], dtype=torch.long, device=self.device)
+                per_tok = rows.gather(1, toks[:, None])[:, 0].double().cpu().numpy()
                 cont = float(per_tok.sum())
             if r.top_k:
                 vals, ids = torch.topk(last, min(r.top_k, last.numel()))
                 top = [(int(t), float(v)) for t, v in zip(ids.tolist(), vals.tolist())]
             results[i] = ScoreResult(targets=tgt, continuation=cont, token_logprobs=per_tok, top=top)
+
+
+def model_device(model):
+    """The device of ``model``'s parameters (where its inputs must be built)."""
+    import torch
+
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _cache_layers(cache) -> Iterable[tuple]:

@@ -62,6 +62,15 @@ def encode_chat(tokenizer, messages: Sequence[dict]) -> list[int]:
     return [int(t) for t in ids]
 
 
+def chat_prompt_ids(tokenizer, conversations: Sequence[Sequence[dict]]) -> list[list[int]]:
+    """Token ids of each conversation through the chat template, ready for the answer: texts are
+    rendered one by one, then tokenized in one fast batch call (the same ids as :func:`encode_chat`,
+    checked in tests/test_backends.py). Every local backend encodes prompts with it (hf, vllm)."""
+    texts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
+             for c in conversations]
+    return [[int(x) for x in ids] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     """The single token of each answer label (e.g. "1".."5", "Yes"/"No"), as the model would
     emit it right after the generation prompt. Raises if a label is not one token or two labels
@@ -78,3 +87,21 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     if len(set(out)) != len(out):
         raise RecrankerError(f"answer labels {list(labels)} share tokens: {out}")
     return out
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token that closes an assistant turn (eos for ChatML-style templates)."""
+    eos = tokenizer.eos_token_id
+    if isinstance(eos, list):
+        eos = eos[0]
+    if eos is None:
+        raise RecrankerError("tokenizer has no eos token to end an answer")
+    return int(eos)
+
+
+def complete_answers(tokenizer, labels: Sequence[str]) -> list[str]:
+    """Each label as a complete answer, closed by the end-of-turn token: how labels that are not one
+    token are scored (the probability of "label" alone would also count answers that merely start
+    with it). Every backend scores multi-token labels as these texts (hf, vllm)."""
+    end = tokenizer.decode([end_of_turn_id(tokenizer)])
+    return [f"{label}{end}" for label in labels]

@@ -1,4 +1,5 @@
-"""Scoring spread over worker processes (one :class:`~.prefix_cached.PrefixCachedScorer` each)."""
+"""Scoring spread over worker processes (one :class:`~.prefix_cached.PrefixCachedScorer` each):
+single-thread processes on a CPU, or one process per GPU."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(load: Callable[[], Any], threads: int, scorer_kwargs: dict, parent: int) -> None:
+def _init_worker(load: Callable[[str], Any], threads: int, scorer_kwargs: dict, parent: int,
+                 devices) -> None:
+    """Build this worker's scorer on the next free device of ``devices`` (a queue: each worker
+    takes one, so every GPU gets exactly one worker)."""
     global _WORKER_SCORER
     import threading
 
@@ -30,7 +34,10 @@ def _init_worker(load: Callable[[], Any], threads: int, scorer_kwargs: dict, par
 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
-    _WORKER_SCORER = PrefixCachedScorer(load(), **scorer_kwargs)
+    device = devices.get()
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)  # kernels and caches of this process on its own GPU
+    _WORKER_SCORER = PrefixCachedScorer(load(device), **scorer_kwargs)
 
 
 def _score_in_worker(requests: list[ScoreRequest]) -> tuple[list[ScoreResult], int, int]:
@@ -43,20 +50,26 @@ def _score_in_worker(requests: list[ScoreRequest]) -> tuple[list[ScoreResult], i
 
 class ShardedScorer:
     """A :class:`PrefixCachedScorer` spread over ``workers`` processes with ``threads`` torch
-    threads each, for CPUs.
+    threads each: on ``devices`` (one per worker, e.g. ``["cuda:0", "cuda:1"]`` for one scorer
+    per GPU; default all "cpu").
 
-    Why: one user's suffix batches are small matmuls, which two threads share poorly (1.73× over
+    Why on a CPU: one user's suffix batches are small matmuls, which two threads share poorly (1.73× over
     one thread on this project's 2-core machine), while two single-thread processes scoring
     different users reach 1.96×. Groups (users) are never split, so a grouped request gets the
     same cached prefix and the same suffix batch as with a single scorer; chunks of groups go to
-    whichever worker is free. ``load`` builds the model inside each worker (a picklable callable: spawned
-    processes cannot inherit a model safely from a process that has used OpenMP threads).
+    whichever worker is free. ``load(device)`` builds the model on ``device`` inside each worker (a
+    picklable callable: spawned processes cannot inherit a model safely from a process that has
+    used OpenMP threads, nor a CUDA context).
     """
 
-    def __init__(self, load: Callable[[], Any], *, workers: int, threads: int = 1,
-                 chunk_groups: int = 8, progress: bool = False, **scorer_kwargs):
+    def __init__(self, load: Callable[[str], Any], *, workers: int, threads: int = 1,
+                 devices: Sequence[str] | None = None, chunk_groups: int = 8, progress: bool = False,
+                 **scorer_kwargs):
         if workers < 2:
             raise RecrankerError(f"rank.workers: a sharded scorer needs >= 2 workers (got {workers})")
+        self.devices = list(devices) if devices is not None else ["cpu"] * workers
+        if len(self.devices) != workers:
+            raise RecrankerError(f"{workers} scorer workers but {len(self.devices)} devices")
         self.load, self.workers, self.threads = load, workers, max(1, threads)
         self.chunk_groups = chunk_groups
         self.progress = progress
@@ -71,9 +84,13 @@ class ShardedScorer:
             import os
             from concurrent.futures import ProcessPoolExecutor
 
+            context = multiprocessing.get_context("spawn")
+            devices = context.Queue()
+            for device in self.devices:
+                devices.put(device)
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.load, self.threads, self.scorer_kwargs, os.getpid()),
+                max_workers=self.workers, mp_context=context, initializer=_init_worker,
+                initargs=(self.load, self.threads, self.scorer_kwargs, os.getpid(), devices),
             )
         return self._pool
 
