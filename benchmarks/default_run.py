@@ -85,7 +85,7 @@ def stages_in_order(project: Path) -> list[tuple[str, list[Path]]]:
             if not getattr(stage, "cmd", None):  # .dvc files: nothing to run
                 continue
             metrics = [Path(str(o.fs_path)) for o in stage.outs if o.metric and str(o.fs_path).endswith(".json")]
-            out.append((stage.addressing, metrics))
+            out.append((stage.name, metrics))  # its dvc.yaml name (addressing adds a path outside the cwd)
     return out
 
 
