@@ -20,6 +20,7 @@ def dmpo() -> None:
     from recranker.dmpo.train import train_dmpo
     from recranker.io import write_json
     from recranker.llm.distributed import is_main, launch_info, shared_output_dir
+    from recranker.progress import training_progress
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
@@ -34,7 +35,8 @@ def dmpo() -> None:
     cfg = d.with_run(seed=p.seed, checkpoint_dir=str(CHECKPOINTS), deepspeed=p.llm.deepspeed, lora=lora)
     with start_run("dmpo", d.model_dump(), enabled=is_main()) as run, \
             shared_output_dir(paths.llm("dmpo")) as tmp:
-        report = train_dmpo(paths.llm("dmpo-sft"), paths.base_model(), records, tmp, cfg)
+        report = train_dmpo(paths.llm("dmpo-sft"), paths.base_model(), records, tmp, cfg,
+                            callbacks=[training_progress("dmpo")])
         if not is_main():  # the others wait (shared_output_dir) while rank 0 scores the model once
             return
         for point in report["curve"]:

@@ -22,6 +22,7 @@ def dmpo_sft() -> None:
     from recranker.llm.distributed import is_main, launch_info, shared_output_dir
     from recranker.llm.model import load_tokenizer
     from recranker.llm.sft import check_lengths, to_prompt_completion, train_sft
+    from recranker.progress import training_progress
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()
@@ -40,7 +41,7 @@ def dmpo_sft() -> None:
         raise RecrankerError(f"llm.dmpo_sft.{err}") from None
     with start_run("dmpo-sft", s.model_dump(), enabled=is_main()) as run, \
             shared_output_dir(paths.llm("dmpo-sft")) as tmp:
-        report = train_sft(paths.base_model(), records, [], tmp, cfg)
+        report = train_sft(paths.base_model(), records, [], tmp, cfg, callbacks=[training_progress("dmpo-sft")])
         if not is_main():  # the others wait (shared_output_dir) while rank 0 scores the model once
             return
         for point in report["curve"]:

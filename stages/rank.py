@@ -1,7 +1,8 @@
 """Stage `rank`: the tuned LLM scores every test instruction of one (dataset, backbone).
 
-Reads data/instructions/test/<ds>/<bb>.jsonl, models/base/ (+ models/llm/<rank.model>/) and
-data/processed/<ds>/stats.json (rating scale); writes data/predictions/<ds>/<bb>/<task>.jsonl
+Reads data/instructions/test/<ds>/<bb>.jsonl, models/base/ (+ models/llm/<rank.model>/),
+data/processed/<ds>/ (rating scale; held-out items) and models/backbones/<ds>/<bb>/candidates.parquet
+(rank.users: which users any re-ranking can change); writes data/predictions/<ds>/<bb>/<task>.jsonl
 (one directory, atomically) and metrics/rank/<ds>/<bb>.json (counts, seconds, candidates/s).
 """
 
@@ -27,7 +28,10 @@ def rank(
     backbone: str = typer.Option(..., help="Backbone whose candidates the test instructions hold."),
     split: str = typer.Option("test", help="test, or valid (the prompts that choose the hybrid's weights)."),
 ) -> None:
-    """Score ranking instructions → data/{predictions,valid_predictions}/<dataset>/<backbone>/<task>.jsonl."""
+    """Score ranking instructions → data/{predictions,valid_predictions}/<dataset>/<backbone>/<task>.jsonl.
+
+    With rank.users: item_in_candidates only the users whose held-out item is among the backbone's
+    candidates are scored: the others are misses whatever the LLM says."""
     from recranker.io import atomic_path, write_json, write_jsonl
     from recranker.llm.backends.base import Sampling
     from recranker.llm.backends.factory import make_backend
@@ -47,6 +51,12 @@ def rank(
 
         raise RecrankerError(f"--split: must be valid or test, got '{split}'")
     instructions = artifacts.test_instructions(dataset, backbone, rp.tasks, parse_instruction, split)
+    n_all, users_all = len(instructions), len({ins.user_id for ins in instructions})
+    if rp.users == "item_in_candidates":  # the held-out item decides only whose prompts are scored
+        from recranker.ranking.hybrid import users_with_target_in_candidates
+
+        keep = users_with_target_in_candidates(*artifacts.candidates_and_targets(dataset, backbone, split))
+        instructions = [ins for ins in instructions if ins.user_id in keep]
     by_task = {t: [ins for ins in instructions if ins.task == t] for t in rp.tasks}
     scale = RatingScale.from_stats(artifacts.stats(dataset))
     sampling = Sampling.of(rp.sampling, seed=p.seed)
@@ -63,6 +73,7 @@ def rank(
             "workers": getattr(getattr(backend, "scorer", None), "workers", 1), "device": _device(backend),
             "seconds": round(secs, 3),
             "instructions": len(instructions), "users": len({ins.user_id for ins in instructions}),
+            "users_policy": rp.users, "users_in_file": users_all, "instructions_in_file": n_all,
             "candidates": n_cands, "candidates_per_s": round(n_cands / secs, 3) if secs > 0 else None,
             "prompts_per_s": round(len(instructions) / secs, 3) if secs > 0 else None, "tasks": {},
         }

@@ -25,6 +25,7 @@ def sft() -> None:
         to_prompt_completion,
         train_sft,
     )
+    from recranker.progress import training_progress
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
@@ -42,7 +43,7 @@ def sft() -> None:
     with start_run("sft", p.llm.sft.model_dump(), enabled=is_main()) as run, \
             shared_output_dir(paths.llm("sft")) as tmp:
         try:
-            report = train_sft(paths.base_model(), train, evals, tmp, cfg)
+            report = train_sft(paths.base_model(), train, evals, tmp, cfg, callbacks=[training_progress("sft")])
         except ParamError as err:
             raise err.within("llm.sft") from None
         for point in report["curve"]:

@@ -166,3 +166,22 @@ def test_recranker_params_rerun_nothing_on_the_dmpo_branch(project):
     assert "sft:" in status
     for stage in ("dmpo-sft:", "dmpo:", "pref-eval:", "preferences@"):
         assert stage not in status, status
+
+
+def test_default_run_benchmark_times_each_stage_with_its_memory_and_dtype(project, tmp_path):
+    """benchmarks/default_run.py on this project: the stages asked for, in graph order, forced."""
+    work, env, _ = project
+    out = tmp_path / "default_run.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/default_run.py"), "--project", str(work),
+                           "--stages", "rank@tiny-mf,prepare@tiny", "--force", "--out", str(out)],
+                          env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [s["stage"] for s in result["stages"]] == ["prepare@tiny", "rank@tiny-mf"]  # graph order
+    for s in result["stages"]:
+        assert s["returncode"] == 0 and not s["skipped"] and s["seconds"] > 0
+        assert s["peak_rss_tree_mb"] >= s["peak_rss_process_mb"] > 0
+    rank = result["stages"][1]
+    assert rank["precision"] == {"mf.json:dtype": result["cpu"]["auto_dtype"]}  # rank.dtype: auto, as it ran
+    assert result["complete"] and "| rank@tiny-mf |" in proc.stdout
+    assert run([DVC, "status", "--quiet"], work, env) == ""  # a forced re-run left the same bytes

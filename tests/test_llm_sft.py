@@ -172,3 +172,20 @@ def test_instruction_mean_loss_weighs_every_answer_the_same(tiny_base, tmp_path)
     assert mean_of_answers == pytest.approx(sum(alone) / 3, rel=1e-3)
     token_mean = first_loss(recs)
     assert abs(token_mean - mean_of_answers) > 1e-3
+
+
+def test_training_progress_follows_a_real_trainer(tiny_base, tmp_path):
+    """recranker.progress.training_progress in a real Trainer: a line per optimiser step (interval
+    0 here) up to the last step, with the logged loss; a log gets no carriage returns."""
+    import io
+
+    from recranker.progress import training_progress
+
+    log = io.StringIO()
+    report = train_sft(tiny_base, records(10), [], tmp_path / "sft", settings(tmp_path / "ckpt"),
+                       callbacks=[training_progress("sft", file=log, log_interval_s=0)])
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and lines[0].startswith("sft:")
+    steps = report["steps"]
+    assert f"{steps}/{steps}" in lines[-1] and "loss=" in lines[-1]
+    assert len(lines) >= steps + 1  # the first line, then one per step

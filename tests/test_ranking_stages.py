@@ -233,3 +233,81 @@ def test_hybrid_weights_are_chosen_on_validation_without_any_test_information(tm
     second = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
     assert second["hybrid_weights"] == first["hybrid_weights"]
     assert second["backbone"] != first["backbone"]  # the test side did change
+
+
+def _metrics_without_answer_statistics(m: dict) -> dict:
+    """evaluate's metrics less what describes the LLM's answers rather than the rankings: the
+    prediction counts, pairwise consistency and listwise parse failures (README: with
+    rank.users: item_in_candidates they cover the ranked users only)."""
+    answers = {"pairwise_consistency", "listwise_parse_failure_rate"}
+    out = {k: v for k, v in m.items() if k not in answers | {"counts"}}
+    out["counts"] = {k: v for k, v in m["counts"].items()
+                     if not k.startswith(("pointwise_", "pairwise_", "listwise_"))}
+    return out
+
+
+def _hit_users() -> set[int]:
+    return {u for u in range(N_USERS) if u % 3 != 2}  # make_project: the test item is a candidate
+
+
+def test_evaluate_is_the_same_without_the_users_whose_test_item_is_not_a_candidate(tmp_path):
+    """rank.users: item_in_candidates leaves out the users no re-ranking can help: every HR/NDCG,
+    every bootstrap interval and the chosen weights are those of predictions for every user."""
+    from recranker.ranking.hybrid import users_with_target_in_candidates
+
+    root = make_project(tmp_path)
+    _write_predictions(root, "valid", 0)
+    _write_predictions(root, "test", 1)
+    r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    every_user = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
+
+    cands = pd.read_parquet(root / "models/backbones/toy/mf/candidates.parquet")
+    inter = pd.read_parquet(root / "data/processed/toy/interactions.parquet")
+    test_cands = {int(u): g.sort_values("rank")["item_id"].tolist()
+                  for u, g in cands[cands.split == "test"].groupby("user_id")}
+    targets = dict(zip(inter.loc[inter.split == "test", "user_id"], inter.loc[inter.split == "test", "item_id"]))
+    keep = users_with_target_in_candidates(test_cands, targets)
+    assert keep == _hit_users()
+    pred = root / "data/predictions/toy/mf"
+    for f in pred.glob("*.jsonl"):
+        rows = [json.loads(x) for x in f.read_text().splitlines()]
+        f.write_text("".join(json.dumps(x) + "\n" for x in rows if x["user_id"] in keep))
+    r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranked_only = json.loads((root / "metrics/evaluate/toy/mf.json").read_text())
+
+    assert ranked_only["counts"]["test_users"] == every_user["counts"]["test_users"] == N_USERS
+    assert ranked_only["counts"]["pointwise_users"] == len(keep) < every_user["counts"]["pointwise_users"]
+    assert every_user["hybrid"] != every_user["backbone"]  # the LLM's scores did move the ranking
+    assert _metrics_without_answer_statistics(ranked_only) == _metrics_without_answer_statistics(every_user)
+
+
+@pytest.mark.slow
+def test_rank_users_item_in_candidates_scores_only_those_users_and_changes_no_metric(tmp_path):
+    """The rank stage for real with rank.users: all and item_in_candidates: the kept users'
+    predictions are the same rows, and evaluate's metrics are identical."""
+    root = make_project(tmp_path, adapter=True)
+    results = {}
+    for users in ("all", "item_in_candidates"):
+        params = (root / "params.yaml").read_text()
+        params = params.replace("rank:\n", f"rank:\n  users: {users}\n", 1) if "  users:" not in params \
+            else params.replace("users: all", f"users: {users}")
+        (root / "params.yaml").write_text(params)
+        for split in ("test", "valid"):
+            r = run(["rank", "--dataset", "toy", "--backbone", "mf", "--split", split], root)
+            assert r.returncode == 0, r.stderr[-3000:]
+        r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)
+        assert r.returncode == 0, r.stderr[-3000:]
+        preds = {t: [json.loads(x) for x in (root / f"data/predictions/toy/mf/{t}.jsonl").read_text().splitlines()]
+                 for t in ("pointwise", "pairwise", "listwise")}
+        results[users] = (json.loads((root / "metrics/evaluate/toy/mf.json").read_text()), preds,
+                          json.loads((root / "metrics/rank/toy/mf.json").read_text()))
+    (m_all, p_all, r_all), (m_hit, p_hit, r_hit) = results["all"], results["item_in_candidates"]
+    keep = _hit_users()
+    assert r_all["users"] == N_USERS and r_hit["users"] == len(keep) and r_hit["users_in_file"] == N_USERS
+    assert r_hit["users_policy"] == "item_in_candidates"
+    for task in p_all:
+        assert {r["user_id"] for r in p_hit[task]} == keep
+        assert p_hit[task] == [r for r in p_all[task] if r["user_id"] in keep]  # the same scores
+    assert _metrics_without_answer_statistics(m_hit) == _metrics_without_answer_statistics(m_all)

@@ -26,6 +26,12 @@ class RankParams(Strict):
     # halves ranking time; fp32 where bf16 is only emulated (recranker.llm.precision). The final
     # norm and LM head stay fp32 (benchmarks/rank_throughput.py measures the agreement with fp32).
     dtype: Precision = "auto"
+    # item_in_candidates: score only the users whose held-out item is among the backbone's
+    # candidates. The others are misses whatever the LLM says, so every HR/NDCG, interval and the
+    # weights chosen on validation are as with `all` (tests/test_ranking_stages.py), in ~1/7 of
+    # ML-100K's test prompts; statistics of the answers themselves (pairwise consistency, mean
+    # scores, prediction counts) then cover these users only. all: every user's prompts.
+    users: Literal["item_in_candidates", "all"] = "item_in_candidates"
     threads: int = Field(0, ge=0)  # torch threads for the hf backend, all workers together; 0 = torch's default
     # hf backend on a CPU: score users in this many processes, threads/workers torch threads each
     # (two 1-thread workers beat one 2-thread process by 13% on 2 cores: small matmuls scale

@@ -64,18 +64,19 @@ def encode_answer(tokenizer, prompt: Sequence[dict], answer: str, max_length: in
     return EncodedAnswer(full[-max_length:] if truncated else full, n_answer, truncated)
 
 
-def answer_token_logprobs(model, encoded: Sequence[EncodedAnswer], batch_size: int) -> list[np.ndarray]:
+def answer_token_logprobs(model, encoded: Sequence[EncodedAnswer], batch_size: int,
+                          progress: bool = False) -> list[np.ndarray]:
     """Per-token log-probabilities of each answer's tokens (one float64 array per answer).
 
     The candidates of one prompt share it token for token, so the prompt's KV cache is computed
     once and only the answers run per candidate (the ranking scorer, which also keeps logits for
-    the answer positions only).
+    the answer positions only). ``progress``: a bar with an ETA (a line a minute in a log).
     """
     from recranker.llm.scoring import PrefixCachedScorer, ScoreRequest
 
     requests = [ScoreRequest(tokens=tuple(e.ids), n_scored=e.n_answer, group=tuple(e.ids[: -e.n_answer]))
                 for e in encoded]
-    scorer = PrefixCachedScorer(model, batch_size=batch_size)
+    scorer = PrefixCachedScorer(model, batch_size=batch_size, progress=progress)
     return [r.token_logprobs for r in scorer.score(requests)]
 
 
@@ -100,7 +101,7 @@ def score_records(model, tokenizer, records: Sequence[dict], batch_size: int = 4
             labels += lab
             pair += [j] * len(ans)
         meta.append((answers, labels, pair))
-    token_lp = answer_token_logprobs(model, encoded, batch_size)
+    token_lp = answer_token_logprobs(model, encoded, batch_size, progress=True)  # minutes per model on a CPU
     scored = []
     pos = 0
     for i, (answers, labels, pair) in enumerate(meta):

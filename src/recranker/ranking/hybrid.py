@@ -82,6 +82,14 @@ def list_positions(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[int, flo
     return {u: {i: -s for i, s in d.items()} for u, d in mean_scores_by_user(rows).items()}
 
 
+def users_with_target_in_candidates(candidates: Mapping[int, Sequence[int]], targets: Mapping[int, int]
+                                    ) -> set[int]:
+    """The users whose held-out item is among their candidates: the only ones whose HR@k / NDCG@k
+    any re-ranking can change. Every other user is a miss for every method (``evaluate_rankings``
+    counts them so whether or not they were ranked), so scoring their prompts changes no metric."""
+    return {int(u) for u, item in targets.items() if int(item) in set(candidates.get(int(u), ()))}
+
+
 def improvement(value: float, base: float) -> float | None:
     """Relative change in percent (None when the base is 0)."""
     return None if base == 0 else 100.0 * (value - base) / base

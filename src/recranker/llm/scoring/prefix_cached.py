@@ -78,9 +78,9 @@ class PrefixCachedScorer:
         self.stats.prompt_tokens += sum(len(r.tokens) for r in requests)
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from recranker.progress import progress_bar
 
-            bar = tqdm(total=len(requests), desc="scoring", unit="prompt", mininterval=5)
+            bar = progress_bar(len(requests), "scoring", "prompt")
         with torch.inference_mode():
             for base, clusters in trees:
                 self._score_tree(requests, base, clusters, results)

@@ -101,10 +101,9 @@ class ShardedScorer:
         results: list[ScoreResult | None] = [None] * len(requests)
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from recranker.progress import progress_bar
 
-            bar = tqdm(total=len(requests), desc=f"scoring ({self.workers} workers)", unit="prompt",
-                       mininterval=5)
+            bar = progress_bar(len(requests), f"scoring ({self.workers} workers)", "prompt")
         futures = [self._executor().submit(_score_in_worker, [requests[i] for i in chunk]) for chunk in chunks]
         for chunk, fut in zip(chunks, futures):
             res, tokens, forwards = fut.result()
