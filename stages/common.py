@@ -31,8 +31,19 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def params():
-    from stages.params import load_params
+_SAID: set[str] = set()
 
-    return load_params(PARAMS_FILE)
+
+def params():
+    """params.yaml, validated; the sections it leaves out are said once, in one line."""
+    from stages.params import defaulted_sections, load_params
+
+    loaded = load_params(PARAMS_FILE)
+    missing = defaulted_sections(loaded)
+    note = f"note: {PARAMS_FILE}: no {', '.join(missing)} section{'s' if len(missing) > 1 else ''}; " \
+        "the defaults are used"
+    if missing and note not in _SAID:
+        _SAID.add(note)
+        print(note, file=sys.stderr, flush=True)
+    return loaded
 

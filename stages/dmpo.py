@@ -39,7 +39,9 @@ def dmpo() -> None:
         metrics["datasets"] = dmpo_io.train_datasets(p)
         metrics["init"] = d.init
         run.summary(metrics)
+    seconds = metrics.pop("seconds")  # wall-clock: kept where no stage reads it (report reads dmpo.json)
     write_json(paths.METRICS / "dmpo.json", metrics)
+    write_json(paths.timings("dmpo.json"), {"seconds": seconds})
     artifacts.write_curve_csv(paths.METRICS / "dmpo_loss.csv", report["curve"])
-    typer.echo(f"dmpo: k={d.k}, {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+    typer.echo(f"dmpo: k={d.k}, {metrics['steps']} steps in {seconds:.0f}s, "
                f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")

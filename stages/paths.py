@@ -64,3 +64,8 @@ def ranking_instructions(dataset: str, backbone: str, split: str) -> Path:
 
 def metrics(stage: str) -> Path:
     return METRICS / stage
+
+
+def timings(stage: str) -> Path:
+    """Wall-clock times of ``stage``: metrics no stage reads, so a re-run marks nothing stale."""
+    return METRICS / "timings" / stage

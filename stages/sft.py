@@ -46,7 +46,9 @@ def sft() -> None:
         metrics = {k: report[k] for k in ("final_train_loss", "eval_loss", "steps", "seconds", "tokens",
                                           "n_train", "n_eval", "train_loss_mean")}
         run.summary(metrics)
+    seconds = metrics.pop("seconds")  # wall-clock: kept where no stage reads it (report reads sft.json)
     write_json(paths.METRICS / "sft.json", metrics)
+    write_json(paths.timings("sft.json"), {"seconds": seconds})
     artifacts.write_curve_csv(paths.METRICS / "sft_loss.csv", report["curve"])
-    typer.echo(f"sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+    typer.echo(f"sft: {metrics['steps']} steps in {seconds:.0f}s, "
                f"train loss {metrics['final_train_loss']:.3f}, eval loss {metrics['eval_loss']}")

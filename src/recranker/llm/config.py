@@ -30,7 +30,7 @@ SaveSteps = Annotated[int, Field(ge=1, description="checkpoint interval (resume 
 LoggingSteps = Annotated[int, Field(ge=1, description="loss logging interval")]
 BF16 = Annotated[bool, Field(description="bf16 autocast (see benchmarks/training.py for the trade-off)")]
 Method = Annotated[Literal["lora", "full"], Field(description="LoRA adapter or full fine-tuning")]
-TargetModules = Annotated[list[str], Field(description="the linear layers LoRA adapts")]
+TargetModules = Annotated[list[str], Field(min_length=1, description="the linear layers LoRA adapts")]
 
 
 class LoraSettings(Section):
