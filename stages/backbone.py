@@ -29,7 +29,7 @@ def backbone(
     from recranker.io import atomic_path, write_json
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("backbone")
     p.dataset(dataset)
     if model not in MODELS:
         raise RecrankerError(f"--model: unknown backbone '{model}' (known: {', '.join(MODELS)})")

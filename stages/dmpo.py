@@ -21,7 +21,7 @@ def dmpo() -> None:
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
-    p = params()
+    p = params("llm")
     d = p.llm.dmpo
     records: list[dict] = []
     for ds in dmpo_io.train_datasets(p):

@@ -23,7 +23,7 @@ def dmpo_sft() -> None:
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()
-    p = params()
+    p = params("llm")
     s = p.llm.dmpo_sft
     records: list[dict] = []
     for ds in dmpo_io.train_datasets(p):

@@ -25,7 +25,7 @@ def evaluate(
     from recranker.ranking.hybrid import evaluate_rankings
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("evaluate")
     p.dataset(dataset)
     w = p.evaluate.hybrid
     selection = None

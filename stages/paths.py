@@ -9,8 +9,13 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 
 
-def raw_cache(dataset: str) -> Path:
-    """Where downloaded official archives are kept."""
+def downloads(dataset: str) -> Path:
+    """Where downloaded official archives are kept (and unpacked); not a DVC output."""
+    return DATA / "downloads" / dataset
+
+
+def raw(dataset: str) -> Path:
+    """The raw files `prepare` reads: stage `raw`'s copy of the source (a DVC output)."""
     return DATA / "raw" / dataset
 
 

@@ -27,7 +27,7 @@ def pref_backbone() -> None:
     from recranker.tracking import start_run
     from stages import dmpo_io
 
-    p = params()
+    p = params("llm", "backbone")
     e, bp = p.llm.pref_eval, p.backbone
     results: dict[str, dict] = {}
     timings: dict[str, dict] = {}

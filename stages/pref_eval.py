@@ -37,7 +37,7 @@ def pref_eval() -> None:
     from recranker.llm.model import load_tokenizer
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("llm")
     e = p.llm.pref_eval
     trained_on = set(dmpo_io.train_datasets(p))
     eval_sets = {}

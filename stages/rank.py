@@ -29,7 +29,7 @@ def rank(
     from recranker.ranking.tasks import run_tasks
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("rank")
     p.dataset(dataset)
     rp = p.rank
     if split not in ("valid", "test"):

@@ -26,7 +26,7 @@ def sft() -> None:
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
-    p = params()
+    p = params("llm")
     records: list[dict] = []
     for ds in p.run.datasets:
         records += artifacts.train_instructions(ds, to_prompt_completion)
