@@ -106,9 +106,9 @@ def _yaml_kind(value) -> str:
     return f"a {'list' if isinstance(value, list) else 'mapping' if isinstance(value, dict) else type(value).__name__}"
 
 
-def defaulted_sections(raw_or_params: Params) -> list[str]:
+def defaulted_sections(params: Params) -> list[str]:
     """Top-level sections params.yaml left out (they run on their defaults)."""
-    return [name for name in Params.model_fields if name not in raw_or_params.model_fields_set]
+    return [name for name in Params.model_fields if name not in params.model_fields_set]
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
