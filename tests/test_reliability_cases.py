@@ -19,7 +19,7 @@ import pytest
 from test_params_errors import run_stage
 
 from recranker.errors import RecrankerError
-from recranker.io import atomic_path, atomic_paths, finish_interrupted_swaps
+from recranker.io import atomic_path, atomic_paths, finish_interrupted_swaps, write_jsonl
 
 GOOD = "run: {datasets: [ml-100k]}\ndatasets: {ml-100k: {format: ml-100k}}\n"
 
@@ -261,6 +261,18 @@ def test_a_full_disk_is_one_line_naming_the_output(tmp_path):
             atomic_path(folder, is_dir=True):
         pd.DataFrame({"a": range(1000)}).to_parquet("/dev/full")  # pyarrow's own OSError
     assert [p.name for p in folder.iterdir()] == ["old.parquet"]
+    # a writer inside another (instruct: write_jsonl into atomic_paths' temporary) names the output
+    train = tmp_path / "train.jsonl"
+    with pytest.raises(RecrankerError) as err, atomic_paths((train, False)) as (tmp,):
+        write_jsonl(tmp, _rows_to_the_full_device())
+    assert str(err.value).startswith(f"{train}: no space left on device")
+
+
+def _rows_to_the_full_device():
+    yield {"a": 1}
+    with open("/dev/full", "w") as fh:
+        fh.write("x" * 100_000)
+        fh.flush()
 
 
 # ------------------------------------------------------------------ outputs that change together

@@ -83,9 +83,13 @@ def disk_full(exc: BaseException) -> bool:
         exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc))
 
 
+class DiskFull(RecrankerError):
+    """No space left while writing an output (named by the outermost atomic writer)."""
+
+
 def _disk_full_error(targets: list[Path]) -> RecrankerError:
     names = ", ".join(str(t) for t in targets)
-    return RecrankerError(f"{names}: no space left on device while writing; nothing was replaced "
+    return DiskFull(f"{names}: no space left on device while writing; nothing was replaced "
                           "(free some space and run again)")
 
 
@@ -130,6 +134,8 @@ def atomic_paths(*outputs: tuple[str | Path, bool]) -> Iterator[tuple[Path, ...]
                 work.mkdir(mode=0o777 & ~_umask())
         try:
             yield tuple(works)
+        except DiskFull:  # an inner writer's, naming its temporary: name the real outputs
+            raise _disk_full_error(targets) from None
         except OSError as exc:
             if disk_full(exc):
                 raise _disk_full_error(targets) from None
