@@ -6,6 +6,7 @@ import importlib
 
 # (command name, module, function) in pipeline order.
 _STAGE_TABLE = [
+    ("raw", "stages.raw", "raw"),
     ("prepare", "stages.prepare", "prepare"),
     ("synth", "stages.prepare", "synth"),
     ("backbone", "stages.backbone", "backbone"),

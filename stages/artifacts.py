@@ -133,12 +133,17 @@ def train_instructions(dataset: str, check) -> list[dict]:
 def test_instructions(dataset: str, backbone: str, tasks, parse, split: str = "test") -> list:
     """data/instructions/{test,valid}/<ds>/<bb>.jsonl parsed by ``parse(row, "file:line")``, selected
     tasks only."""
-    out = []
-    for row, where in _jsonl(paths.ranking_instructions(dataset, backbone, split),
-                             f"recranker instruct --dataset {dataset}"):
+    out, rows = [], 0
+    path = paths.ranking_instructions(dataset, backbone, split)
+    for row, where in _jsonl(path, f"recranker instruct --dataset {dataset}"):
+        rows += 1
         ins = parse(row, where)
         if ins.task in tasks:
             out.append(ins)
+    # an empty valid file is legitimate (no user's valid item among the candidates: evaluate says
+    # so); an empty test file is a damaged input that would be ranked into empty predictions
+    if split == "test" and not rows:
+        raise RecrankerError(f"{path}: no instructions (empty file; run `recranker instruct --dataset {dataset}`)")
     return out
 
 
@@ -149,14 +154,48 @@ def predictions(dataset: str, backbone: str, tasks, split: str = "test") -> dict
     """data/{predictions,valid_predictions}/<ds>/<bb>/<task>.jsonl of each task."""
     from recranker.io import read_jsonl
 
-    out = {}
+    cands, _ = candidates_and_targets(dataset, backbone, split)
+    out, empty = {}, []
     for task in tasks:
         path = paths.predictions(dataset, backbone, split) / f"{task}.jsonl"
+        rerun = f"run `recranker rank --dataset {dataset} --backbone {backbone} --split {split}`"
         if not path.is_file():
-            raise RecrankerError(f"{path}: not found (run `recranker rank --dataset {dataset} "
-                                 f"--backbone {backbone} --split {split}` with rank.tasks including {task})")
-        out[task] = [row for row, _ in read_jsonl(path)]
+            raise RecrankerError(f"{path}: not found ({rerun} with rank.tasks including {task})")
+        out[task] = [_checked_prediction(row, where, cands, split) for row, where in read_jsonl(path)]
+        if not out[task]:
+            empty.append(path)
+    # every file empty on the valid split: no valid prompts at all, which evaluate explains; one
+    # empty among others would silently drop that task from the choice of weights
+    if empty and (split == "test" or len(empty) < len(out)):
+        raise RecrankerError(f"{empty[0]}: no predictions (empty file; {rerun})")
     return out
+
+
+def _checked_prediction(row: dict, where: str, cands: dict[int, list[int]], split: str) -> dict:
+    """One predictions row as evaluate needs it, or one line naming file:line and the problem."""
+    import math
+
+    for key in ("user_id", "candidates", "scores"):
+        if key not in row:
+            raise RecrankerError(f"{where}: missing field '{key}'")
+    user, items, scores = row["user_id"], row["candidates"], row["scores"]
+    if isinstance(user, bool) or not isinstance(user, int):
+        raise RecrankerError(f"{where}: user_id {user!r} is not an integer")
+    if user not in cands:
+        raise RecrankerError(f"{where}: user {user} has no {split} candidates (not a user of this dataset and backbone)")
+    if not isinstance(items, list) or not isinstance(scores, list) or len(items) != len(scores) or not items:
+        raise RecrankerError(f"{where}: need one score per candidate (got {_count(scores)} for {_count(items)})")
+    known = set(cands[user])
+    for item, score in zip(items, scores, strict=True):
+        if isinstance(item, bool) or not isinstance(item, int) or item not in known:
+            raise RecrankerError(f"{where}: candidate {item!r} is not among user {user}'s {split} candidates")
+        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+            raise RecrankerError(f"{where}: score {score!r} of candidate {item} is not a finite number")
+    return row
+
+
+def _count(value) -> str:
+    return str(len(value)) if isinstance(value, list) else repr(value)
 
 
 # preferences: the DMPO branch reads its files through stages/dmpo_io.py

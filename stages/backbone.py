@@ -29,7 +29,7 @@ def backbone(
     from recranker.io import atomic_path, write_json
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("backbone")
     p.dataset(dataset)
     if model not in MODELS:
         raise RecrankerError(f"--model: unknown backbone '{model}' (known: {', '.join(MODELS)})")
@@ -50,6 +50,7 @@ def backbone(
             metrics = export(net, data, result, tmp, top_k=bp.top_k)
         # the DVC metrics file (the copy inside the model directory travels with the weights)
         write_json(paths.metrics("backbone") / dataset / f"{model}.json", metrics)
+        write_json(paths.timings("backbone") / dataset / f"{model}.json", result.timings())
         run.summary({f"{s}/{k}": v for s in ("valid", "test") for k, v in metrics[s].items()})
     test = metrics["test"]
     typer.echo(

@@ -21,7 +21,7 @@ def base_model() -> None:
     from recranker.io import atomic_path
     from recranker.llm.model import load_model, load_tokenizer, make_tiny_base, save_base
 
-    p = params()
+    p = params("llm")
     source = p.llm.base_model
     with atomic_path(paths.base_model(), is_dir=True) as tmp:
         if source == TINY_RANDOM:

@@ -31,7 +31,20 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def params():
-    from stages.params import load_params
+_SAID: set[str] = set()
 
-    return load_params(PARAMS_FILE)
+
+def params(*sections: str):
+    """params.yaml, validated. Of ``sections`` (the top-level sections the calling stage runs on),
+    those the file leaves out are said once, in one line: their defaults are used."""
+    from stages.params import defaulted_sections, load_params
+
+    loaded = load_params(PARAMS_FILE)
+    missing = [s for s in defaulted_sections(loaded) if s in sections]
+    note = f"note: {PARAMS_FILE}: no {', '.join(missing)} section{'s' if len(missing) > 1 else ''}; " \
+        "the defaults are used"
+    if missing and note not in _SAID:
+        _SAID.add(note)
+        print(note, file=sys.stderr, flush=True)
+    return loaded
+

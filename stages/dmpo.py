@@ -24,7 +24,7 @@ def dmpo() -> None:
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
-    p = params()
+    p = params("llm")
     launch_training("dmpo", p)
     d = p.llm.dmpo
     records: list[dict] = []
@@ -49,7 +49,9 @@ def dmpo() -> None:
         metrics["datasets"] = dmpo_io.train_datasets(p)
         metrics["init"] = d.init
         run.summary(metrics)
+    seconds = metrics.pop("seconds")  # wall-clock: kept where no stage reads it (report reads dmpo.json)
     write_json(paths.METRICS / "dmpo.json", metrics)
+    write_json(paths.timings("dmpo.json"), {"seconds": seconds})
     artifacts.write_curve_csv(paths.METRICS / "dmpo_loss.csv", report["curve"])
-    typer.echo(f"dmpo: k={d.k}, {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+    typer.echo(f"dmpo: k={d.k}, {metrics['steps']} steps in {seconds:.0f}s, "
                f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")

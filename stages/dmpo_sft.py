@@ -26,7 +26,7 @@ def dmpo_sft() -> None:
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()
-    p = params()
+    p = params("llm")
     launch_training("dmpo-sft", p)
     s = p.llm.dmpo_sft
     records: list[dict] = []
@@ -55,7 +55,9 @@ def dmpo_sft() -> None:
         if base:
             metrics["base_valid_auc"], metrics["base_valid_auc_ci95"] = base["valid_auc"], base["valid_auc_ci95"]
         run.summary(metrics)
+    seconds = metrics.pop("seconds")  # wall-clock: kept where no stage reads it (report reads dmpo_sft.json)
     write_json(paths.METRICS / "dmpo_sft.json", metrics)
+    write_json(paths.timings("dmpo_sft.json"), {"seconds": seconds})
     artifacts.write_curve_csv(paths.METRICS / "dmpo_sft_loss.csv", report["curve"])
-    typer.echo(f"dmpo-sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+    typer.echo(f"dmpo-sft: {metrics['steps']} steps in {seconds:.0f}s, "
                f"loss {metrics['first_train_loss']:.3f} → {metrics['final_train_loss']:.3f}")

@@ -25,7 +25,7 @@ def evaluate(
     from recranker.ranking.hybrid import evaluate_rankings
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("evaluate")
     p.dataset(dataset)
     w = p.evaluate.hybrid
     selection = None
@@ -75,7 +75,7 @@ def choose_weights(dataset: str, backbone: str, tasks, ks):
     if not targets:
         raise RecrankerError(
             f"evaluate.weights=validation: no valid-split predictions for {dataset}/{backbone} (no user's "
-            "valid item is among the candidates, or rank.tasks is empty); set evaluate.weights: paper")
+            "valid item is among the candidates); set evaluate.weights: paper")
     w, summary = select_weights(task_arrays(cands, targets, preds), weight_grid(), ks)
     summary["objective"] = "mean of " + ", ".join(f"HR@{k}, NDCG@{k}" for k in ks) + " on the valid split"
     return w, summary

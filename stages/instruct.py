@@ -24,7 +24,7 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
     import pandas as pd
 
     from recranker import sampling
-    from recranker.io import atomic_path, write_json, write_jsonl
+    from recranker.io import atomic_paths, write_json, write_jsonl
     from recranker.prompts.corpus import DatasetContext, make_corpus
     from recranker.prompts.enhance import train_only_predict
     from recranker.prompts.ranking_rows import build_test, test_stats, valid_users
@@ -33,7 +33,7 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
     from recranker.prompts.training import build_training
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("instruct")
     dp = p.dataset(dataset)
     ip = p.instruct
     inter = artifacts.interactions(dataset)
@@ -72,23 +72,24 @@ def instruct(dataset: str = typer.Option(..., help="Dataset name (a key of param
     metrics: dict = {"test": {}}
     with start_run(f"instruct:{dataset}", config) as run:
         train_rows, metrics["train"] = build_training(corpus, multiset, ip, p.seed, fit_predict)
-        write_jsonl(paths.train_instructions(dataset), train_rows)
         test_dir = paths.test_instructions(dataset, "any").parent
-        with atomic_path(test_dir, is_dir=True) as tmp:
-            for bb, c in cands.items():
-                rows = list(build_test(corpus, c, bb, ip, p.seed))
-                write_jsonl(tmp / f"{bb}.jsonl", rows)
-                metrics["test"][bb] = test_stats(rows)
-        # Validation prompts choose the hybrid's weights. Only users whose valid item is among
-        # the candidates can score under any weights, so only they are ranked (a seeded subset
-        # of them with instruct.max_valid_users); their test items play no part.
         valid_dir = paths.valid_instructions(dataset, "any").parent
         metrics["valid"] = {}
-        with atomic_path(valid_dir, is_dir=True) as tmp:
+        # the three outputs change together: a kill never leaves train new and test/valid old
+        with atomic_paths((paths.train_instructions(dataset), False), (test_dir, True), (valid_dir, True)) as (
+                train_tmp, test_tmp, valid_tmp):
+            write_jsonl(train_tmp, train_rows)
+            for bb, c in cands.items():
+                rows = list(build_test(corpus, c, bb, ip, p.seed))
+                write_jsonl(test_tmp / f"{bb}.jsonl", rows)
+                metrics["test"][bb] = test_stats(rows)
+            # Validation prompts choose the hybrid's weights. Only users whose valid item is among
+            # the candidates can score under any weights, so only they are ranked (a seeded subset
+            # of them with instruct.max_valid_users); their test items play no part.
             for bb, c in cands.items():
                 users = valid_users(corpus, c, ip.max_valid_users, p.seed)
                 rows = list(build_test(corpus, c, bb, ip, p.seed, split="valid", users=users))
-                write_jsonl(tmp / f"{bb}.jsonl", rows)
+                write_jsonl(valid_tmp / f"{bb}.jsonl", rows)
                 metrics["valid"][bb] = test_stats(rows)
         write_json(paths.metrics("instruct") / f"{dataset}.json", metrics)
         run.summary({"train_rows": metrics["train"]["rows"],

@@ -9,8 +9,13 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 
 
-def raw_cache(dataset: str) -> Path:
-    """Where downloaded official archives are kept."""
+def downloads(dataset: str) -> Path:
+    """Where downloaded official archives are kept (and unpacked); not a DVC output."""
+    return DATA / "downloads" / dataset
+
+
+def raw(dataset: str) -> Path:
+    """The raw files `prepare` reads: stage `raw`'s copy of the source (a DVC output)."""
     return DATA / "raw" / dataset
 
 
@@ -64,3 +69,8 @@ def ranking_instructions(dataset: str, backbone: str, split: str) -> Path:
 
 def metrics(stage: str) -> Path:
     return METRICS / stage
+
+
+def timings(stage: str) -> Path:
+    """Wall-clock times of ``stage``: metrics no stage reads, so a re-run marks nothing stale."""
+    return METRICS / "timings" / stage

@@ -7,7 +7,9 @@ backbone of llm.pref_eval.backbones is trained with its backbone.<name> hyper-pa
 interactions without the test users' interactions from their preference positive on
 (recranker.dmpo.backbones), then scores each record's candidates. Writes
 metrics/pref_backbone/<ds>.json = {backbone: {auc, pairwise_accuracy, top1_accuracy, n_samples,
-train_s, epochs}} ({} when no backbone is listed).
+epochs}} ({} when no backbone is listed), and the training times apart, in
+metrics/timings/pref_backbone/<ds>.json (read by no stage: a re-run marks `report` stale only when a
+result changed).
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ def pref_backbone() -> None:
     from recranker.tracking import start_run
     from stages import dmpo_io
 
-    p = params()
+    p = params("llm", "backbone")
     e, bp = p.llm.pref_eval, p.backbone
     results: dict[str, dict] = {}
+    timings: dict[str, dict] = {}
     config = {"seed": p.seed, "backbones": e.backbones, "max_samples": e.max_samples,
               "patience": bp.patience, "eval_every": bp.eval_every,
               **{f"backbone.{n}": bp.model(n).model_dump() for n in e.backbones}}  # fmt: skip
     with start_run("pref-backbone", config) as run:
         for ds in e.datasets or p.run.datasets:
             p.dataset(ds)
-            results[ds] = {}
+            results[ds], timings[ds] = {}, {}
             if not e.backbones:
                 continue
             import torch
@@ -52,10 +55,12 @@ def pref_backbone() -> None:
                     patience=bp.patience, eval_every=bp.eval_every, seed=p.seed,
                 )  # fmt: skip
                 results[ds][name] = backbone_metrics(scored, fit)
+                timings[ds][name] = fit.timings()
                 run.log({f"{ds}/{name}/auc": results[ds][name]["auc"]})
         run.summary({f"{ds}/{n}/auc": m["auc"] for ds, r in results.items() for n, m in r.items()})
     for ds, r in results.items():  # after every model ran: a failure leaves no partial metrics
         write_json(paths.metrics("pref_backbone") / f"{ds}.json", r)
+        write_json(paths.timings("pref_backbone") / f"{ds}.json", timings[ds])
     for ds, r in results.items():
         cells = (
             ", ".join(f"{n} {m['auc']:.3f} ({m['epochs']} epochs)" for n, m in r.items())

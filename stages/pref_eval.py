@@ -41,7 +41,7 @@ def pref_eval() -> None:
     from recranker.tracking import start_run
 
     t0 = time.perf_counter()
-    p = params()
+    p = params("llm")
     e = p.llm.pref_eval
     e = e.model_copy(update={"dtype": resolve(e.dtype, default_device(), param="llm.pref_eval.dtype")})
     trained_on = set(dmpo_io.train_datasets(p))

@@ -31,7 +31,7 @@ def preferences(dataset: str = typer.Option(..., help="Dataset name (a key of pa
     from recranker.prompts.templates import domain_for_format
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("preferences")
     dp = p.dataset(dataset)
     pp = p.preferences
     inter = artifacts.interactions(dataset)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from stages import paths
+from stages import paths, raw_source
 from stages.common import params
 
 
@@ -16,26 +15,28 @@ def prepare(
         ..., "--dataset", help="Dataset name (a key of params.yaml: datasets)."
     ),
 ) -> None:
-    """Read, clean, k-core, re-index and split one dataset (leave-one-out by time)."""
-    from recranker.data import locate_raw, read_raw, write_prepared
+    """Read, clean, k-core, re-index and split one dataset (leave-one-out by time).
+
+    Reads data/raw/<dataset>/, the copy of the source that the stage `raw` keeps (a DVC
+    dependency: a changed raw file makes this stage stale); run on its own, it refreshes the copy
+    first, as `raw` does (a no-op under `dvc repro`, where `raw` has just run)."""
     from recranker.data import prepare as prepare_data
+    from recranker.data import read_raw, write_prepared
+    from recranker.errors import DataFormatError
     from recranker.io import write_json
     from recranker.tracking import start_run
 
     d = params().dataset(dataset)
-    folder = locate_raw(
-        d.format,
-        category=d.category,
-        path=d.path,
-        data_root=os.environ.get("RECRANKER_DATA") or None,
-        cache_dir=paths.raw_cache(dataset),
-        allow_download=d.download,
-        label=f"datasets.{dataset}.path",
-    )
-    raw = read_raw(
-        d.format, folder, include_implicit=d.include_implicit, seed=d.seed, category=d.category,
-        rating_scale=d.rating_scale,
-    )
+    source, folder, _ = raw_source.raw_folder(dataset, d)
+    try:
+        raw = read_raw(
+            d.format, folder, include_implicit=d.include_implicit, seed=d.seed, category=d.category,
+            rating_scale=d.rating_scale,
+        )
+    except DataFormatError as err:  # name the file the user can fix, not our copy of it
+        if Path(err.path).parent != folder:
+            raise
+        raise DataFormatError(Path(source) / Path(err.path).name, err.line, err.problem) from None
     prepared = prepare_data(
         raw,
         kcore_k=d.kcore,
@@ -52,7 +53,7 @@ def prepare(
         run.summary(summary)
     typer.echo(
         f"{dataset}: {s['users']} users, {s['items']} items, {s['ratings']} ratings "
-        f"(from {folder}) → {out}"
+        f"(from {source}) → {out}"
     )
 
 

@@ -41,7 +41,7 @@ def rank(
     from recranker.ranking.tasks import run_tasks
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("rank")
     p.dataset(dataset)
     rp = p.rank
     if rp.backend != "openai":  # auto → the dtype this machine runs natively (recorded in metrics)

@@ -21,7 +21,7 @@ def sample(dataset: str = typer.Option(..., help="Dataset name (a key of params.
     from recranker.io import write_json
     from recranker.tracking import start_run
 
-    p = params()
+    p = params("sampling")
     p.dataset(dataset)
     sp = p.sampling
     df = artifacts.interactions(dataset, columns=["user_id", "split"])

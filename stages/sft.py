@@ -29,7 +29,7 @@ def sft() -> None:
     from recranker.tracking import start_run
 
     datasets.disable_progress_bars()  # tokenising takes seconds; keep the DVC log readable
-    p = params()
+    p = params("llm")
     launch_training("sft", p)
     records: list[dict] = []
     for ds in p.run.datasets:
@@ -54,7 +54,9 @@ def sft() -> None:
         run.summary(metrics)
     if not is_main():
         return
+    seconds = metrics.pop("seconds")  # wall-clock: kept where no stage reads it (report reads sft.json)
     write_json(paths.METRICS / "sft.json", metrics)
+    write_json(paths.timings("sft.json"), {"seconds": seconds})
     artifacts.write_curve_csv(paths.METRICS / "sft_loss.csv", report["curve"])
-    typer.echo(f"sft: {metrics['steps']} steps in {metrics['seconds']:.0f}s, "
+    typer.echo(f"sft: {metrics['steps']} steps in {seconds:.0f}s, "
                f"train loss {metrics['final_train_loss']:.3f}, eval loss {metrics['eval_loss']}")

@@ -20,10 +20,15 @@ CHILD = Path(__file__).with_name("train_child.py")
 
 # ------------------------------------------------------------------ resume_point, no training
 def fake_checkpoint(d: Path, step: int, complete: bool = True) -> Path:
+    """The files a Trainer checkpoint holds, real but tiny (torch zip archives, safetensors)."""
+    import torch
+    from safetensors.torch import save_file
+
     ck = d / f"checkpoint-{step}"
     ck.mkdir(parents=True)
-    for name in ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt"):
-        (ck / name).write_bytes(b"x")
+    save_file({"lora_A": torch.zeros(2, 2)}, str(ck / "adapter_model.safetensors"))
+    torch.save({"state": {0: {"exp_avg": torch.ones(64, 64)}}, "param_groups": []}, ck / "optimizer.pt")
+    torch.save({"last_epoch": step}, ck / "scheduler.pt")
     if complete:
         (ck / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return ck
@@ -51,6 +56,22 @@ def test_resume_point_starts_fresh_on_other_params_or_no_fingerprint(tmp_path):
     fake_checkpoint(tmp_path, 2)
     assert resume_point(tmp_path, {"lr": 2}, say=said.append) is None
     assert not (tmp_path / "checkpoint-2").exists()
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "scheduler.pt", "adapter_model.safetensors"])
+def test_checkpoint_whose_file_does_not_load_is_set_aside(tmp_path, name):
+    """The finding: a checkpoint that looked complete but had a truncated optimizer.pt was resumed
+    from on every re-run (a PytorchStreamReader traceback each time, stuck until deleted by hand).
+    Its files are checked without unpickling; it is set aside and the older good one resumed."""
+    fp = {"lr": 1}
+    resume_point(tmp_path, fp)
+    fake_checkpoint(tmp_path, 2)
+    bad = fake_checkpoint(tmp_path, 4) / name
+    bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])  # cut short, as by a full disk
+    said = []
+    assert resume_point(tmp_path, fp, say=said.append) == str(tmp_path / "checkpoint-2")
+    assert (tmp_path / "broken-checkpoint-4").is_dir()
+    assert f"{name} does not load" in said[0] and "set aside" in said[0] and "\n" not in said[0]
 
 
 def test_resume_point_rejects_a_state_of_another_step(tmp_path):

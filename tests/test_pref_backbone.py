@@ -176,7 +176,7 @@ def test_fit_and_score_gives_preference_metrics(toy, name, hyper):
         assert s["candidates"][1:] == r["meta"]["negatives"] and s["labels"][1:] == [0]
         assert len(s["scores"]) == 2 and all(np.isfinite(s["scores"])) and not s["truncated"]
     m = backbone_metrics(scored, fit)
-    assert set(m) == {"auc", "pairwise_accuracy", "top1_accuracy", "n_samples", "train_s", "epochs"}
+    assert set(m) == {"auc", "pairwise_accuracy", "top1_accuracy", "n_samples", "epochs"}  # no timings
     assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["pairwise_accuracy"] <= 1.0
     assert m["n_samples"] == len(recs) and m["epochs"] == fit.epochs
 
@@ -255,10 +255,12 @@ def test_stage_writes_metrics_on_pref_evals_records(in_project):
             "pairwise_accuracy",
             "top1_accuracy",
             "n_samples",
-            "train_s",
             "epochs",
         }
         assert 0.0 <= m["auc"] <= 1.0 and m["n_samples"] == 10 and m["epochs"] >= 1
+    # the training times apart, in metrics no stage reads
+    times = json.loads((in_project / "metrics/timings/pref_backbone/toy.json").read_text())
+    assert set(times) == {"mf", "sasrec"} and all(t["train_seconds"] >= 0 for t in times.values())
     # the same subset pref-eval scores (seeded by params.seed)
     rows = read_preferences(in_project / "data/preferences/toy/pref_test.jsonl", k=1)
     assert len(rows) > 10 and len(subsample(rows, 10, 0)) == 10

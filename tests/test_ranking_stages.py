@@ -175,7 +175,8 @@ def test_evaluate_covers_only_the_test_user_subset(tmp_path):
     from recranker.data import test_user_subset
 
     root = make_project(tmp_path, tasks=("pointwise",))
-    params = (root / "params.yaml").read_text().replace("tasks: [pointwise]", "tasks: []")
+    _write_predictions(root, "test", 0)  # rank.tasks cannot be empty: the backbone is read beside one task
+    params = (root / "params.yaml").read_text()
     params = params.replace("evaluate:\n", "evaluate:\n  weights: paper\n")
     (root / "params.yaml").write_text(params + "instruct:\n  max_test_users: 6\n")
     r = run(["evaluate", "--dataset", "toy", "--backbone", "mf"], root)

@@ -255,3 +255,79 @@ def test_serve_command_with_default_params_answers_a_generating_request(tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------ issue 28: no request stalls the others
+def test_unknown_model_is_404_as_in_the_openai_api(server):
+    code, body, _ = post(server, "/chat/completions", {**CHAT, "model": "gpt-4o"})
+    assert code == 404 and body["error"]["code"] == "model_not_found" and body["error"]["param"] == "model"
+    assert "gpt-4o" in body["error"]["message"] and "'tiny'" in body["error"]["message"]
+    assert post(server, "/chat/completions", {**CHAT, "model": "tiny"})[0] == 200
+
+
+def test_limits_are_named_in_the_400s(server):
+    code, body, _ = post(server, "/completions", {"prompt": ["Heat"] * 1000, "max_tokens": 1})
+    assert code == 400 and body["error"]["message"].startswith("prompt: "), body
+    assert "1000 prompts" in body["error"]["message"] and "256" in body["error"]["message"]
+    cap = server.service.max_prompt_chars
+    code, body, _ = post(server, "/completions", {"prompt": "x" * (cap + 1), "max_tokens": 1})
+    assert code == 400 and f"at most {cap}" in body["error"]["message"], body
+
+
+def _get(srv, path: str) -> int:
+    host, port = srv.sock.getsockname()[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", f"/v1{path}")
+    code = conn.getresponse().status
+    conn.close()
+    return code
+
+
+@pytest.mark.parametrize("shape", ["one prompt", "many prompts"])
+def test_a_10mb_request_does_not_delay_a_small_one_by_more_than_a_second(server, shape):
+    """The finding: a 10 MB body was tokenised on the event loop for 13-15 s, every client waiting.
+    Now a prompt is refused by its length before tokenising, and tokenising runs in worker threads:
+    small requests sent while the big one is in flight are answered within 1 s."""
+    cap = server.service.max_prompt_chars
+    words = ("Heat (1995) Jaws (1975) Alien (1979) " * (cap // 36 + 1))[:cap]
+    body = {"prompt": "x" * 10_000_000} if shape == "one prompt" else {"prompt": [words] * 256}
+    body = json.dumps({**body, "max_tokens": 1, "user": ""}).encode()
+    body = body.replace(b'"user": ""', b'"user": "' + b"p" * max(0, 10_000_000 - len(body)) + b'"')
+    assert len(body) >= 10_000_000
+
+    def small() -> float:
+        t0 = time.monotonic()
+        assert _get(server, "/models") == 200
+        assert post(server, "/chat/completions", CHAT)[0] == 200
+        return time.monotonic() - t0
+
+    alone = min(small() for _ in range(3))  # on a busy CI machine a small request alone takes a while
+    big = ThreadPoolExecutor(1).submit(post, server, "/completions", body, timeout=120)
+    time.sleep(0.3)  # the big body is on its way in / being checked
+    lags = [small() for _ in range(3)]
+    code, answer, _ = big.result(timeout=120)
+    assert code == 400, answer  # too long for the tiny model's context, said in one line
+    assert max(lags) - alone < 1.0, (alone, lags)
+
+
+def test_every_overload_answer_carries_retry_after(backend):
+    """Beyond the connection limit uvicorn answered a bare 503 itself (47 of 300 clients got no
+    Retry-After); the server now gives that answer, with Retry-After, like its queue's 503."""
+    srv = OpenAIServer(backend, port=0, max_connections=2, timeout=5)
+    t = srv.start_thread(idle_timeout=60)
+    host, port = srv.sock.getsockname()[:2]
+    held = []
+    try:
+        for _ in range(2):  # two connections sending a body slowly: both slots taken
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{")
+            held.append(s)
+        time.sleep(0.3)
+        code, body, headers = post(srv, "/chat/completions", CHAT)
+        assert code == 503 and headers.get("retry-after") == "1", (code, body, headers)
+        assert "2 open connections" in body["error"]["message"]
+    finally:
+        for s in held:
+            s.close()
+        srv.stop()
+        t.join(timeout=20)

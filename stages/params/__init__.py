@@ -1,12 +1,17 @@
 """params.yaml, validated on load.
 
 Every section is a pydantic model with ``extra="forbid"``: an unknown key or a bad value fails
-with a one-line error naming the dotted key (``params.yaml: sampling.penalty: ...``).
+with a one-line error naming the dotted key (``params.yaml: sampling.penalty: ...``). Validation
+is strict: no coercion (``seed: true`` or ``dim: '16'`` are errors, an int is a valid float), a key
+given twice in the YAML is an error, and lists that cannot be empty say so. ``datasets`` must
+configure every dataset of ``run.datasets``; any other top-level section may be left out, and the
+stage says in one line which sections run on their defaults (:func:`defaulted_sections`).
 Sections live in sibling modules, one per stage family, and are assembled here.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -26,8 +31,8 @@ from .rank import EvaluateParams, RankParams
 class RunParams(Strict):
     """Which datasets and backbones the pipeline runs (the DVC matrix is built from these)."""
 
-    datasets: list[str] = ["ml-100k"]
-    backbones: list[str] = ["mf"]
+    datasets: list[str] = Field(["ml-100k"], min_length=1)
+    backbones: list[str] = Field(["mf"], min_length=1)
 
 
 class Params(Strict):
@@ -70,6 +75,12 @@ class _KeyError(ValueError):
         self.key, self.msg = key, msg
 
 
+# pydantic's strict-mode types, said as a params.yaml author would read them
+_STRICT_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+                 "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
+                 "model_type": "a mapping"}
+
+
 def _first_error(exc: ValidationError, source: str) -> str:
     err = exc.errors()[0]
     cause = (err.get("ctx") or {}).get("error")
@@ -79,7 +90,28 @@ def _first_error(exc: ValidationError, source: str) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif err["type"] in _STRICT_TYPES:
+        msg = f"must be {_STRICT_TYPES[err['type']]}, not {_yaml_kind(err.get('input'))} (no conversion)"
+    elif err["type"] == "too_short":
+        msg = "must not be empty"
     return f"{source}: {key}: {msg}"
+
+
+def _yaml_kind(value) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return f"a {'list' if isinstance(value, list) else 'mapping' if isinstance(value, dict) else type(value).__name__}"
+
+
+def defaulted_sections(params: Params) -> list[str]:
+    """Top-level sections params.yaml left out (they run on their defaults)."""
+    return [name for name in Params.model_fields if name not in params.model_fields_set]
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -96,7 +128,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise RecrankerError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
                              "save the file as UTF-8") from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=_StrictLoader) or {}
+    except _DuplicateKey as exc:
+        raise RecrankerError(f"{path}:{exc.line}: {exc.key}: given twice (YAML keeps only the last)") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{path}:{line + 1}" if line is not None else str(path)
@@ -104,12 +138,37 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return check_params(raw, str(path))
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int):
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)
+    and reads floats as YAML 1.2 does, like DVC's ruamel: ``1e-4`` is a float, not a string."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's float (PyYAML implements 1.1, where "1e-4" without a dot is a string).
+_FLOAT_1_2 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
 def check_params(raw, source: str) -> Params:
     """Validate a params tree; raise RecrankerError with one line naming SOURCE and the bad key."""
     if not isinstance(raw, dict):
         raise RecrankerError(f"{source}: top level must be a mapping")
     try:
-        params = Params.model_validate(raw)
+        params = Params.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise RecrankerError(_first_error(exc, source)) from None
     for name in params.run.datasets:

@@ -41,7 +41,7 @@ class ImportedPreferences(Strict):
 class PreferenceParams(PreferenceConfig):
     """preferences: the library's :class:`~recranker.dmpo.config.PreferenceConfig` and the stage's own knobs."""
 
-    splits: list[Literal["train", "valid", "test"]] = ["train"]  # interactions used
+    splits: list[Literal["train", "valid", "test"]] = Field(["train"], min_length=1)  # interactions used
     # Named datasets of LLaMA-Factory files, each produced by the DVC stage import-preferences@NAME
     # (usable in llm.dmpo.datasets and llm.pref_eval.datasets like a ratings dataset).
     imported: dict[str, ImportedPreferences] = {}
@@ -72,7 +72,7 @@ class PrefEvalParams(Strict):
     max_samples: int = Field(0, ge=0)  # 0: every test pair (the paper's 1,000)
     batch_size: int = Field(8, ge=1)
     max_length: int = Field(1024, ge=16)
-    models: list[Literal["base", "sft", "dmpo"]] = ["base", "sft", "dmpo"]
+    models: list[Literal["base", "sft", "dmpo"]] = Field(["base", "sft", "dmpo"], min_length=1)
     # Answer score: the paper's mean token probability, or mean log-probability (geometric mean).
     score: Literal["mean_prob", "mean_logprob"] = "mean_prob"
     bootstrap: int = Field(1000, ge=0)  # resamples of the test records for the 95% intervals

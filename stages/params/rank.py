@@ -19,7 +19,7 @@ from .base import Strict
 
 
 class RankParams(Strict):
-    tasks: list[Task] = list(TASKS)
+    tasks: list[Task] = Field(list(TASKS), min_length=1)
     model: Literal["sft", "dmpo", "base"] = "sft"  # models/llm/<model>/, or the untuned base
     backend: Literal["hf", "vllm", "openai"] = "hf"
     # auto: bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16/AMX), where it
@@ -47,7 +47,7 @@ class RankParams(Strict):
 
 
 class EvaluateParams(Strict):
-    ks: list[int] = [3, 5]
+    ks: list[int] = Field([3, 5], min_length=1)
     hybrid: HybridWeights = HybridWeights()  # the paper's weights (used as given with weights: paper)
     # validation: C1-C3 and a1-a3 chosen on the valid split's predictions (rank --split valid) from
     # a grid that starts with `hybrid`; paper: `hybrid` as given.

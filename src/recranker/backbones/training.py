@@ -31,10 +31,17 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
+        """What the fit found: the same for the same data and seed (no wall-clock times)."""
         return {
             "epochs": self.epochs,
             "best_epoch": self.best_epoch,
             "best_valid_" + SELECT_METRIC: self.best_valid,
+        }
+
+    def timings(self) -> dict:
+        """Wall-clock times: apart from :meth:`as_dict`, so that outputs other steps read stay
+        byte-identical on a re-run."""
+        return {
             "train_seconds": round(self.train_seconds, 3),
             "eval_seconds": round(self.eval_seconds, 3),
             "sec_per_epoch": round(self.train_seconds / max(self.epochs, 1), 4),

@@ -1,10 +1,11 @@
 """Raw dataset readers, cleaning, leave-one-out split and the synthetic generator.
 
-Typical use (what `recranker prepare` does)::
+Typical use (what `recranker raw` and `recranker prepare` do)::
 
     folder = locate_raw("ml-100k", path=None, data_root=os.environ.get("RECRANKER_DATA"),
-                        cache_dir="data/raw/ml-100k")
-    prepared = prepare(read_raw("ml-100k", folder), kcore_k=0, min_interactions=3)
+                        cache_dir="data/downloads/ml-100k")
+    snapshot_raw("ml-100k", folder, "data/raw/ml-100k")  # the copy DVC tracks
+    prepared = prepare(read_raw("ml-100k", "data/raw/ml-100k"), kcore_k=0, min_interactions=3)
     write_prepared(prepared, "data/processed/ml-100k")
 
 Light on purpose: only numpy/pandas are imported.
@@ -13,7 +14,7 @@ Light on purpose: only numpy/pandas are imported.
 from .filtering import drop_duplicates, is_kcore, kcore
 from .process import FILES, Prepared, load_prepared, prepare, write_prepared
 from .raw import RawData
-from .readers import FORMATS, locate_raw, read_raw
+from .readers import FORMATS, locate_raw, raw_files, read_raw, snapshot_raw
 from .sources import SOURCES, Source, download, locate, md5sum
 from .split import SPLITS, encode_ids, leave_one_out, test_user_subset
 from .synthetic import synthesize, write_llama_factory, write_recbole_atomic, write_synthetic
@@ -37,7 +38,9 @@ __all__ = [
     "locate_raw",
     "md5sum",
     "prepare",
+    "raw_files",
     "read_raw",
+    "snapshot_raw",
     "synthesize",
     "test_user_subset",
     "write_llama_factory",

@@ -23,7 +23,15 @@ import pyarrow.compute as pc
 from recranker.errors import DataFormatError
 
 LINE = "_line"
+# Unix seconds a rating can carry: not before 1970, not after 2100-01-01 (a negative or huge value
+# is a corrupt line, and it would silently reorder the leave-one-out split).
+UNIX_TIME_RANGE = (0, 4_102_444_800)
 _SEP_STANDIN = "\x1f"  # ASCII unit separator: stands in for multi-character separators ("::")
+
+
+# A well-formed UTF-8 multi-byte sequence: Latin-1 text (MovieLens' u.item) practically never has one.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_C1_CONTROL = re.compile("[\x80-\x9f]")
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -59,11 +67,19 @@ def decode(path: Path, data: bytes, encoding: str | tuple[str, ...]) -> str:
     # A tuple is tried in order: MovieLens ships Latin-1, but a re-saved copy is UTF-8, and
     # decoding UTF-8 as Latin-1 never fails, it only garbles every accented title.
     *first, last = (encoding,) if isinstance(encoding, str) else encoding
+    failed: UnicodeDecodeError | None = None
     for enc in first:
         try:
             return data.decode(enc).removeprefix("\ufeff")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            failed = failed or exc
             continue
+    if failed is not None and _UTF8_MULTIBYTE.search(data):
+        # UTF-8 text with a broken byte: read as Latin-1 it would garble every accented title
+        raise DataFormatError(
+            path, _line_of(data, failed.start),
+            f"invalid UTF-8 (byte {data[failed.start]:#04x}) in a file that is otherwise UTF-8",
+        )
     try:
         text = data.decode(last)
     except UnicodeDecodeError as exc:
@@ -72,6 +88,10 @@ def decode(path: Path, data: bytes, encoding: str | tuple[str, ...]) -> str:
             _line_of(data, exc.start),
             f"byte {data[exc.start]:#04x} cannot be decoded as {last}",
         ) from None
+    if last.replace("-", "").lower() in ("latin1", "iso88591") and (c1 := _C1_CONTROL.search(text)):
+        # bytes 0x80-0x9f are control codes in Latin-1: the file is in neither encoding
+        raise DataFormatError(path, text.count("\n", 0, c1.start()) + 1,
+                              f"byte {ord(c1.group()):#04x} is neither UTF-8 nor Latin-1 text")
     return text.removeprefix("\ufeff")
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from recranker.errors import DataFormatError, RecrankerError
 
-from ._text import decode, read_bytes, read_table, to_number
+from ._text import UNIX_TIME_RANGE, decode, read_bytes, read_table, to_number
 from .raw import RawData, ratings_frame
 
 AMAZON_SCALE = (1.0, 5.0)
@@ -103,7 +103,7 @@ def read_amazon(path: str | Path, *, category: str | None = None) -> RawData:
         df = read_table(file, sep=",", encoding="utf-8", columns=[*cols, "rating", "timestamp"])
         user, item = df["user"].str.strip().to_numpy(), df["item"].str.strip().to_numpy()
         rating = to_number(file, df, "rating", lo=AMAZON_SCALE[0], hi=AMAZON_SCALE[1])
-        ts = to_number(file, df, "timestamp", integer=True)
+        ts = to_number(file, df, "timestamp", integer=True, lo=UNIX_TIME_RANGE[0], hi=UNIX_TIME_RANGE[1])
     ratings = ratings_frame(user, item, rating, ts)
     items = (
         _items(meta)

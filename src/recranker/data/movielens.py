@@ -17,7 +17,7 @@ import pandas as pd
 
 from recranker.errors import DataFormatError
 
-from ._text import find_file, read_table, to_number
+from ._text import LINE, UNIX_TIME_RANGE, find_file, read_table, to_number
 from .raw import RawData, ratings_frame
 
 ML100K_GENRES = (  # the order of the 19 flags in u.item (= u.genre)
@@ -35,14 +35,30 @@ def _require(folder: Path, name: str) -> Path:
     return path
 
 
-def _ratings(path: Path, sep: str) -> pd.DataFrame:
+def _ratings(path: Path, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The ratings frame and each row's line in ``path``."""
     cols = ["user", "item", "rating", "timestamp"]
     df = read_table(path, sep=sep, encoding="ascii", columns=cols)
     user = to_number(path, df, "user", integer=True)
     item = to_number(path, df, "item", integer=True)
     rating = to_number(path, df, "rating", lo=ML_SCALE[0], hi=ML_SCALE[1])
-    ts = to_number(path, df, "timestamp", integer=True)
-    return ratings_frame(user, item, rating, ts)
+    ts = to_number(path, df, "timestamp", integer=True, lo=UNIX_TIME_RANGE[0], hi=UNIX_TIME_RANGE[1])
+    return ratings_frame(user, item, rating, ts), df[LINE].to_numpy()
+
+
+def _check_items(ratings_path: Path, ratings: pd.DataFrame, rating_lines: np.ndarray,
+                 items_path: Path, items: pd.DataFrame, item_lines: np.ndarray) -> None:
+    """MovieLens lists every rated movie with a title: a rated id missing from the item file (or a
+    line without a title) is a damaged copy, not an untitled movie; name the first such line."""
+    untitled = (items["title"] == "").to_numpy()
+    if untitled.any():
+        line = int(item_lines[int(np.flatnonzero(untitled)[0])])
+        raise DataFormatError(items_path, line, "item has no title")
+    unknown = ~ratings["item"].isin(items["item"]).to_numpy()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise DataFormatError(ratings_path, int(rating_lines[row]),
+                              f"item {ratings['item'].iat[row]} is not in {items_path.name}")
 
 
 def _year(series: pd.Series) -> pd.Series:
@@ -52,7 +68,8 @@ def _year(series: pd.Series) -> pd.Series:
 def read_ml100k(folder: str | Path) -> RawData:
     """Read ``u.data`` and ``u.item`` from ``folder``."""
     folder = Path(folder)
-    ratings = _ratings(_require(folder, "u.data"), "\t")
+    ratings_path = _require(folder, "u.data")
+    ratings, rating_lines = _ratings(ratings_path, "\t")
     path = _require(folder, "u.item")
     flags = [f"g{i}" for i in range(len(ML100K_GENRES))]
     cols = ["item", "title", "release", "video_release", "url", *flags]
@@ -71,13 +88,15 @@ def read_ml100k(folder: str | Path) -> RawData:
             "genres": pd.Series(genres, dtype=str),
         }
     )
+    _check_items(ratings_path, ratings, rating_lines, path, items, df[LINE].to_numpy())
     return RawData("ml-100k", ratings, items, ML_SCALE)
 
 
 def read_ml1m(folder: str | Path) -> RawData:
     """Read ``ratings.dat`` and ``movies.dat`` from ``folder``."""
     folder = Path(folder)
-    ratings = _ratings(_require(folder, "ratings.dat"), "::")
+    ratings_path = _require(folder, "ratings.dat")
+    ratings, rating_lines = _ratings(ratings_path, "::")
     path = _require(folder, "movies.dat")
     df = read_table(path, sep="::", encoding=("utf-8", "latin-1"), columns=["item", "title", "genres"])
     item_ids = to_number(path, df, "item", integer=True)
@@ -90,4 +109,5 @@ def read_ml1m(folder: str | Path) -> RawData:
             "genres": df["genres"].str.strip().to_numpy(),
         }
     )
+    _check_items(ratings_path, ratings, rating_lines, path, items, df[LINE].to_numpy())
     return RawData("ml-1m", ratings, items, ML_SCALE)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recranker.io import atomic_path
+
 from .amazon import find_files, read_amazon
-from .bookcrossing import read_bookcrossing
+from .bookcrossing import BOOKS_FILE, RATINGS_FILE, read_bookcrossing
 from .movielens import read_ml1m, read_ml100k
 from .raw import RawData
 from .recbole import find_atomic, read_recbole
@@ -48,4 +50,38 @@ def locate_raw(fmt: str, *, category: str | None = None, **kwargs) -> Path:
     return locate(fmt, **kwargs)
 
 
-__all__ = ["FORMATS", "locate_raw", "read_raw"]
+def raw_files(fmt: str, folder: str | Path, *, category: str | None = None) -> list[Path]:
+    """The files of ``folder`` that :func:`read_raw` reads for ``fmt`` (those that exist)."""
+    source(fmt)
+    folder = Path(folder)
+    if fmt == "amazon":
+        found = find_files(folder, category)  # (ratings file, kind, meta file or None)
+        return [p for p in (found[0], found[2]) if p is not None] if found else []
+    if fmt == "recbole":
+        atomic = find_atomic(folder)  # (the .inter file, its .item file or None)
+        return [p for p in atomic if p is not None] if atomic else []
+    names = {"ml-100k": ("u.data", "u.item"), "ml-1m": ("ratings.dat", "movies.dat"),
+             "bookcrossing": (RATINGS_FILE, BOOKS_FILE)}[fmt]
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def snapshot_raw(fmt: str, folder: str | Path, dest: str | Path, *, category: str | None = None) -> bool:
+    """Copy the raw files ``read_raw`` reads from ``folder`` into ``dest`` (one directory, replaced
+    at once); return whether anything changed. Identical copies are left untouched, so a DVC
+    stage reading ``dest`` re-runs only when the source's bytes changed."""
+    import filecmp
+    import shutil
+
+    files = raw_files(fmt, folder, category=category)
+    dest = Path(dest)
+    same = dest.is_dir() and sorted(p.name for p in dest.iterdir()) == sorted(f.name for f in files) and all(
+        filecmp.cmp(f, dest / f.name, shallow=False) for f in files)
+    if same:
+        return False
+    with atomic_path(dest, is_dir=True) as tmp:
+        for f in files:
+            shutil.copyfile(f, tmp / f.name)
+    return True
+
+
+__all__ = ["FORMATS", "locate_raw", "raw_files", "read_raw", "snapshot_raw"]

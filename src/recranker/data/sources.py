@@ -119,9 +119,13 @@ def extract_zip(archive: Path, dest: Path, src: Source, is_complete=None) -> Pat
     except zipfile.BadZipFile:
         raise RecrankerError(f"{archive}: not a valid zip archive") from None
     candidates = [dest, *sorted(p for p in dest.rglob("*") if p.is_dir())]
-    for cand in candidates:
-        if _complete(cand, src.marker_files, is_complete):
-            return cand
+    found = [c for c in candidates if _complete(c, src.marker_files, is_complete)]
+    if len(found) > 1:  # never guess which copy the user meant (the first in sort order was used)
+        names = ", ".join(f"'{c.relative_to(dest).as_posix() or '.'}'" for c in found)
+        raise RecrankerError(f"{archive}: {len(found)} dataset folders in the archive ({names}); "
+                             "keep one, or unpack it and set the path to that folder")
+    if found:
+        return found[0]
     wanted = ", ".join(src.marker_files) or "the data files"
     raise RecrankerError(f"{archive}: archive does not contain {wanted}")
 

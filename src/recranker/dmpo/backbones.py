@@ -202,12 +202,12 @@ def fit_and_score(
 
 
 def backbone_metrics(scored: Sequence[dict], result) -> dict[str, Any]:
-    """``{"auc", "pairwise_accuracy", "top1_accuracy", "n_samples", "train_s", "epochs"}``."""
+    """``{"auc", "pairwise_accuracy", "top1_accuracy", "n_samples", "epochs"}`` (the training time
+    is ``result.timings()``, kept apart: it changes on every run)."""
     from recranker.dmpo.evaluate import preference_metrics
 
     m = preference_metrics(scored)
-    return {**{k: m[k] for k in METRIC_KEYS}, "train_s": round(float(result.train_seconds), 3),
-            "epochs": int(result.epochs)}  # fmt: skip
+    return {**{k: m[k] for k in METRIC_KEYS}, "epochs": int(result.epochs)}
 
 
 __all__ = [

@@ -7,8 +7,9 @@ data or another LoRA rank must not continue the old schedule. So before training
 - the checkpoint directory carries ``fingerprint.json``, the hash of the training params and data
   its checkpoints were made with; a different (or missing) hash means the checkpoints are removed
   and training starts fresh, with a one-line notice;
-- the newest complete checkpoint is resumed; an incomplete one is set aside as
-  ``broken-checkpoint-<step>`` (ignored by the Trainer) with a one-line notice.
+- the newest complete checkpoint is resumed; an incomplete one, or one whose files do not load
+  (a truncated ``optimizer.pt`` or weights file: the disk filled up, a copy was cut short), is set
+  aside as ``broken-checkpoint-<step>`` (ignored by the Trainer) with a one-line notice.
 """
 
 from __future__ import annotations
@@ -67,6 +68,33 @@ def problem(checkpoint: Path) -> str | None:
     step = checkpoint.name.removeprefix(PREFIX)
     if not isinstance(state, dict) or str(state.get("global_step")) != step:
         return "trainer_state.json is for another step"
+    return _unloadable(checkpoint)
+
+
+def _unloadable(checkpoint: Path) -> str | None:
+    """Why a file of ``checkpoint`` would not load, checked without unpickling anything: torch's
+    ``.pt``/``.pth`` files are zip archives (every member's CRC is checked), safetensors files
+    must hold every tensor their header lists."""
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(checkpoint.rglob("*")):
+        name = f.relative_to(checkpoint).as_posix()
+        if f.suffix in (".pt", ".pth", ".bin") and f.is_file():
+            try:
+                with zipfile.ZipFile(f) as zf:
+                    bad = zf.testzip()
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                return f"{name} does not load ({exc})"
+            if bad is not None:
+                return f"{name} does not load (member {bad} is damaged)"
+        elif f.suffix == ".safetensors" and f.is_file():
+            try:
+                with safe_open(str(f), framework="pt") as st:
+                    _ = list(st.keys())
+            except (SafetensorError, OSError, ValueError) as exc:
+                return f"{name} does not load ({str(exc)[:120]})"
     return None
 
 

@@ -36,7 +36,7 @@ BF16 = Annotated[bool | Literal["auto"], Field(
     description="bf16 autocast: true, false, or auto = where the device computes bf16 natively "
                 "(recranker.llm.precision; benchmarks/training.py for the trade-off)")]
 Method = Annotated[Literal["lora", "full"], Field(description="LoRA adapter or full fine-tuning")]
-TargetModules = Annotated[list[str], Field(description="the linear layers LoRA adapts")]
+TargetModules = Annotated[list[str], Field(min_length=1, description="the linear layers LoRA adapts")]
 
 
 class LoraSettings(Section):

@@ -14,7 +14,7 @@ from recranker.tasks import TASKS, Task
 class InstructConfig(Section):
     """How the training and ranking instructions are built (see :mod:`.training`, :mod:`.ranking_rows`)."""
 
-    tasks: list[Task] = Field(list(TASKS), description="tasks to build instructions for")
+    tasks: list[Task] = Field(list(TASKS), min_length=1, description="tasks to build instructions for")
     per_occurrence: int = Field(1, ge=1, description="instructions per task and user occurrence")
     history_len: int = Field(10, ge=1, description="items in a prompt's history")
     listwise_size: int = Field(10, ge=2, le=26, description="candidates per training listwise prompt")

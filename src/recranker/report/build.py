@@ -403,7 +403,7 @@ def pipeline_section(inp: Inputs, ws: Experiment) -> Section:
                             [[ds, bb] + [_cell(ws, inp.loc.backbone.format(dataset=ds, backbone=bb), "test", m) for m in bk]
                              for ds in datasets for bb in backbones]))
     sec.tables.append(main_table(ws, "RecRanker (workspace)", datasets, backbones, metrics, inp.loc))
-    keys = ("steps", "seconds", "n_train", "first_train_loss", "final_train_loss", "eval_loss",
+    keys = ("steps", "n_train", "first_train_loss", "final_train_loss", "eval_loss",
             "final_reward_accuracy")
     sec.tables.append(Table("LLM training", ["Stage", *keys],
                             [[stage] + [_cell(ws, path, k) for k in keys]

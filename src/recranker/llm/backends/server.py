@@ -14,8 +14,12 @@ Built like vLLM's OpenAI server: a FastAPI app (pydantic request schemas: every 
 400 naming the field) under uvicorn (asyncio: a slow or idle client holds its own connection
 only, and uvicorn closes idle ones). The model is not shared between threads, so requests run
 one at a time on a single model thread, behind a bounded queue: when it is full the answer is
-503 with ``Retry-After``, never a dropped connection. ``max_tokens`` plus the prompt must fit
-the model's context. The serving loop is bounded by ``max_requests`` / ``idle_timeout`` or
+503 with ``Retry-After``, never a dropped connection (so is the answer beyond the connection
+limit, which uvicorn would give without one). ``max_tokens`` plus the prompt must fit the model's
+context. No single request can stall the others: a prompt is refused by its length in
+characters before it is tokenised (at most ``CHARS_PER_TOKEN`` per token of context), and
+tokenising runs in worker threads, one prompt at a time, never on the event loop. A request for
+another model than the served one is a 404, as in the OpenAI API. The serving loop is bounded by ``max_requests`` / ``idle_timeout`` or
 :meth:`OpenAIServer.stop`.
 """
 
@@ -31,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from recranker.errors import RecrankerError
 from recranker.llm.backends.base import Prompt, Sampling
@@ -39,9 +43,19 @@ from recranker.llm.scoring import ScoreRequest
 
 MAX_BODY = 16 * 1024 * 1024
 MAX_TOP_LOGPROBS = 20
+RETRY_AFTER = 1  # seconds, in every 503
+MAX_PROMPTS = 256  # prompts in one /v1/completions request
+# A prompt longer than this many characters per token of the model's context cannot be one that
+# fits (English runs at ~4 characters per token): refused before the tokenizer sees it.
+CHARS_PER_TOKEN = 8
+MAX_PROMPT_CHARS = 1 << 20  # when the model does not say its context
 
 
 class BadRequest(Exception):
+    pass
+
+
+class UnknownModel(Exception):
     pass
 
 
@@ -62,9 +76,17 @@ class _Sampling(BaseModel):
 
 
 class CompletionRequest(_Sampling):
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=256)]
+    prompt: StrictStr | list[StrictStr]
     logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: StrictBool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _count(cls, prompt):
+        # checked here rather than as a list bound: pydantic would report the str branch first
+        if isinstance(prompt, list) and not 1 <= len(prompt) <= MAX_PROMPTS:
+            raise ValueError(f"{len(prompt)} prompts; this server takes 1 to {MAX_PROMPTS} per request")
+        return prompt
 
 
 class Message(BaseModel):
@@ -91,6 +113,7 @@ class CompletionService:
         self.max_tokens = max_tokens  # the server's own cap: one request may not hold the model for minutes
         config = getattr(getattr(backend, "model", None), "config", None)
         self.context = int(getattr(config, "max_position_embeddings", 0) or 0) or None
+        self.max_prompt_chars = CHARS_PER_TOKEN * self.context if self.context else MAX_PROMPT_CHARS
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -121,6 +144,24 @@ class CompletionService:
             raise BadRequest(f"max_tokens: {sampling.max_new_tokens} + {n_prompt} prompt tokens exceed the "
                              f"model's context of {self.context} (at most {room})")
         return sampling
+
+    def check_size(self, body: dict) -> None:
+        """Refuse a request by the model it names and by its length in characters: cheap, so it runs
+        on the event loop before any tokenising."""
+        if body.get("model") is not None and body["model"] != self.model_name:
+            raise UnknownModel(f"The model '{body['model'][:100]}' does not exist (this server serves "
+                               f"'{self.model_name}')")
+        if "prompt" in body:
+            prompts = [body["prompt"]] if isinstance(body["prompt"], str) else body["prompt"]
+            where = [f"prompt[{k}]" for k in range(len(prompts))] if len(prompts) > 1 else ["prompt"]
+        else:
+            prompts, where = ["".join(m["content"] for m in body["messages"])], ["messages"]
+        for text, name in zip(prompts, where, strict=True):
+            if len(text) > self.max_prompt_chars:
+                raise BadRequest(f"{name}: {len(text)} characters; this server takes at most "
+                                 f"{self.max_prompt_chars} per prompt ({CHARS_PER_TOKEN} per token of the "
+                                 f"model's context)" if self.context else f"{name}: {len(text)} characters; "
+                                 f"this server takes at most {self.max_prompt_chars} per prompt")
 
     def _generate_ids(self, ids: list[int], sampling: Sampling) -> str:
         if sampling.max_new_tokens <= 0:
@@ -211,9 +252,14 @@ class CompletionService:
 def _error(code: int, msg: str, headers: dict | None = None):
     from fastapi.responses import JSONResponse
 
-    kind = {400: "invalid_request_error", 401: "authentication_error", 503: "server_busy"}.get(code, "error")
-    return JSONResponse({"error": {"message": msg, "type": kind, "code": code}}, status_code=code,
-                        headers=headers)
+    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+            413: "invalid_request_error", 503: "server_busy"}.get(code, "error")
+    error = {"message": msg, "type": kind, "code": code}
+    if code == 404:  # as the OpenAI API answers an unknown model
+        error.update(param="model", code="model_not_found")
+    if code == 503:  # every overload answer says when to come back
+        headers = {"Retry-After": str(RETRY_AFTER), **(headers or {})}
+    return JSONResponse({"error": error}, status_code=code, headers=headers)
 
 
 def _field(err: dict) -> str:
@@ -303,22 +349,30 @@ def build_app(service: CompletionService, *, api_key: str | None = None, queue_s
     async def models():
         return service.models()
 
+    async def _checked(check, body):
+        """404/400s before the queue: sizes on the loop (cheap), tokenising in a worker thread."""
+        try:
+            service.check_size(body)
+            return await asyncio.to_thread(check, body)
+        except UnknownModel as exc:
+            return _error(404, str(exc))
+        except (BadRequest, RecrankerError) as exc:
+            return _error(400, str(exc))
+
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest):
         body = req.model_dump()
-        try:
-            checked = service.check_completions(body)  # 400s before the queue
-        except (BadRequest, RecrankerError) as exc:
-            return _error(400, str(exc))
+        checked = await _checked(service.check_completions, body)
+        if not isinstance(checked, list):
+            return checked  # the error answer
         return await _queued(service.completions, body, checked)
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest):
         body = req.model_dump()
-        try:
-            checked = service.check_chat(body)
-        except (BadRequest, RecrankerError) as exc:
-            return _error(400, str(exc))
+        checked = await _checked(service.check_chat, body)
+        if not isinstance(checked, tuple):
+            return checked
         return await _queued(service.chat, body, checked)
 
     return app
@@ -464,6 +518,14 @@ class _BodyTimeout:
         await send({"type": "http.response.body", "body": payload})
 
 
+async def _overloaded(send, limit: int) -> None:
+    payload = json.dumps({"error": {"message": f"busy: more than {limit} open connections; retry later", "type": "server_busy", "code": 503}}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", str(RETRY_AFTER).encode()),
+                            (b"connection", b"close"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def _timed_h11():
     """uvicorn's h11 protocol with a deadline for each request head: uvicorn times out idle
     keep-alive connections only, so a client that connects and sends nothing (or a header a
@@ -472,6 +534,22 @@ def _timed_h11():
 
     class TimedH11Protocol(H11Protocol):
         _deadline = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # uvicorn's own answer beyond limit_concurrency is a bare 503 without Retry-After:
+            # take the limit over (same count: open connections and running requests) and answer
+            # it like every other overload.
+            limit, self.limit_concurrency = self.limit_concurrency, None
+            if limit is not None:
+                inner = self.app
+
+                async def limited(scope, receive, send):
+                    if scope["type"] == "http" and (len(self.connections) > limit or len(self.tasks) > limit):
+                        return await _overloaded(send, limit)
+                    return await inner(scope, receive, send)
+
+                self.app = limited
 
         def _between_requests(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
