@@ -31,7 +31,8 @@ from .rank import EvaluateParams, RankParams
 class RunParams(Strict):
     """Which datasets and backbones the pipeline runs (the DVC matrix is built from these)."""
 
-    datasets: list[str] = Field(["ml-100k"], min_length=1)
+    # may be empty only when the DMPO branch runs on imported preference data alone (checked below)
+    datasets: list[str] = ["ml-100k"]
     backbones: list[str] = Field(["mf"], min_length=1)
 
 
@@ -53,6 +54,9 @@ class Params(Strict):
         for i, cut in enumerate(self.evaluate.ks):
             if not 1 <= cut <= k:  # HR@k / NDCG@k rank only the k' = backbone.top_k candidates
                 raise _KeyError(f"evaluate.ks.{i}", f"{cut} is outside 1..{k} (backbone.top_k)")
+        if not self.run.datasets and not self.preferences.imported:
+            raise _KeyError("run.datasets", "must not be empty (it may be only when preferences.imported "
+                                            "gives the DMPO branch its data)")
         for name in self.preferences.imported:  # both would write data/preferences/<name>
             if name in self.datasets:
                 raise _KeyError(f"preferences.imported.{name}", f"'{name}' is also a key of datasets: rename one")
