@@ -31,7 +31,7 @@ def prepare(
     try:
         raw = read_raw(
             d.format, folder, include_implicit=d.include_implicit, seed=d.seed, category=d.category,
-            rating_scale=d.rating_scale,
+            rating_scale=tuple(d.rating_scale) if d.rating_scale else None,
         )
     except DataFormatError as err:  # name the file the user can fix, not our copy of it
         if Path(err.path).parent != folder:

@@ -44,7 +44,9 @@ def project(work: Path, **dataset) -> Path:
 
 def write_params(work: Path, **dataset) -> None:
     params = {"run": {"datasets": ["tiny"], "backbones": ["mf"]},
-              "datasets": {"tiny": {"format": "ml-100k", "path": "raw/tiny", "download": False, **dataset}}}
+              "datasets": {"tiny": {"format": "ml-100k", "path": "raw/tiny", "download": False, **dataset}},
+              # dvc.yaml's import-preferences stage loops over this key: DVC needs it present
+              "preferences": {"imported": {}}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
 
 

@@ -28,7 +28,7 @@ class DatasetParams(Strict):
     seed: int = Field(0, ge=0)  # BookCrossing: seed of the random order that stands in for timestamps
     category: str | None = None  # Amazon: category file stem, e.g. "Toys_and_Games_5"
     # RecBole: the ratings' scale [min, max] (checked on every line; the like/dislike thresholds lie in it)
-    rating_scale: tuple[float, float] | None = None
+    rating_scale: list[float] | None = Field(None, min_length=2, max_length=2)  # [min, max]
     like_threshold: float = 4.0  # rating ≥ this is a "like" (used by instruct)
     dislike_threshold: float = 2.0  # rating ≤ this is a "dislike"
 
