@@ -172,3 +172,17 @@ def _is_package(module: str) -> bool:
 
     spec = importlib.util.find_spec(module)
     return bool(spec and spec.submodule_search_locations)
+
+
+def test_trainer_settings_leave_out_stage_knobs():
+    """training_log.json and the resume fingerprint hold the library section's knobs, its fixed
+    constants and the run context — never a stage's own knobs (held-out split, data choice)."""
+    p = load_params(ROOT / "params.yaml")
+    sft = p.llm.sft.with_run(seed=1).settings()
+    assert {"eval_fraction", "max_eval"}.isdisjoint(sft) and sft["loss_average"] == "token"
+    assert {"max_steps", "lora", "group_by_length", "seed", "checkpoint_dir"} <= set(sft)
+    dmpo = p.llm.dmpo.with_run(seed=1, lora=p.llm.dmpo_sft.lora).settings()
+    assert {"datasets", "max_train", "valid_samples"}.isdisjoint(dmpo)
+    assert dmpo["lora"]["target_modules"] == ["q_proj", "k_proj", "v_proj"] and dmpo["eval_steps"] == 0
+    dmpo_sft = p.llm.dmpo_sft.with_run(seed=1).settings()
+    assert "loss_average" not in dmpo_sft and dmpo_sft["group_by_length"] is False

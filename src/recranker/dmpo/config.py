@@ -35,7 +35,7 @@ class PreferenceConfig(Section):
     positive_above: float = Field(3.0, description="rating > this is positive, ≤ is negative")
     min_positives: int = Field(5, ge=1, description="positives a user needs to take part")
     min_negatives: int = Field(5, ge=1, description="negatives a user needs to take part")
-    history_len: int = Field(40, ge=1, description="items before the positive in the prompt (the paper's ≤ 40)")
+    history_len: int = Field(10, ge=1, description="items before the positive in the prompt (≤ the paper's 40; 10 on CPU)")
     min_history: int = Field(1, ge=0, description="shortest history a sample may have")
     k_negatives: int = Field(3, ge=1, description="pairwise prompts per training sample (≥ llm.dmpo.k)")
     n_train: int = Field(100, ge=0, description="training samples (one per user)")
