@@ -62,8 +62,9 @@ def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) ->
         sft_dir = work / "sft0"
         if not sft_dir.exists():  # a 1-step adapter: DMPO needs an SFT adapter to start from
             recs = [{"messages": prompt(i, names), "completion": "3"} for i in range(4)]
-            train_sft(base, recs, [], sft_dir, SFTSettings(**{**common, "max_steps": 1, "bf16": False}, batch_size=4, grad_accum=1,
-                                                                group_by_length=False).with_run(**run))
+            one_step = SFTSettings(**{**common, "max_steps": 1, "bf16": False}, batch_size=4, grad_accum=1,
+                                   group_by_length=False)
+            train_sft(base, recs, [], sft_dir, one_step.with_run(**run))
         pos = names
         prefs = [{"pairs": [{"prompt": prompt(i, names), "chosen": f"{pos[i % len(pos)]}, {neg}",
                              "rejected": f"{neg}, {pos[i % len(pos)]}"}
