@@ -57,18 +57,20 @@ def run_one(kind: str, k: int, bf16: bool, steps: int, base: str, work: Path) ->
     run = {"seed": 0, "checkpoint_dir": str(work / "ckpt")}
     if kind == "sft":
         recs = [{"messages": prompt(i, names), "completion": str(1 + i % 5)} for i in range(4 * steps)]
-        rep = train_sft(base, recs, [], work / "out", SFTSettings(batch_size=4, group_by_length=False, **common).with_run(**run))
+        rep = train_sft(base, recs, [], work / "out", SFTSettings(batch_size=4, grad_accum=1, group_by_length=False, **common).with_run(**run))
     else:
         sft_dir = work / "sft0"
         if not sft_dir.exists():  # a 1-step adapter: DMPO needs an SFT adapter to start from
             recs = [{"messages": prompt(i, names), "completion": "3"} for i in range(4)]
-            train_sft(base, recs, [], sft_dir, SFTSettings(**{**common, "max_steps": 1, "bf16": False}, group_by_length=False).with_run(**run))
+            one_step = SFTSettings(**{**common, "max_steps": 1, "bf16": False}, batch_size=4, grad_accum=1,
+                                   group_by_length=False)
+            train_sft(base, recs, [], sft_dir, one_step.with_run(**run))
         pos = names
         prefs = [{"pairs": [{"prompt": prompt(i, names), "chosen": f"{pos[i % len(pos)]}, {neg}",
                              "rejected": f"{neg}, {pos[i % len(pos)]}"}
                             for neg in (names[(i + 17 * j + 1) % len(names)] for j in range(k))]}
                  for i in range(2 * steps)]
-        rep = train_dmpo(sft_dir, base, prefs, work / "out", DMPOSettings(k=k, batch_size=2, grad_accum=1, **common).with_run(**run))
+        rep = train_dmpo(sft_dir, base, prefs, work / "out", DMPOSettings(k=k, batch_size=2, grad_accum=1, lr=1e-4, **common).with_run(**run))
     # the first step includes one-off costs (allocations); report the steady state when possible
     hist = rep["curve"]
     return {

@@ -132,8 +132,8 @@ def _run(kind: str, spec: Path) -> tuple[dict, bytes]:
     return report, (out / "adapter_model.safetensors").read_bytes()
 
 
-SFT = {"seed": 3, "max_steps": 6, "save_steps": 2, "batch_size": 2, "max_length": 128, "lr": 5e-3,
-       "warmup_steps": 1, "group_by_length": False}
+SFT = {"seed": 3, "max_steps": 6, "save_steps": 2, "batch_size": 2, "grad_accum": 1, "max_length": 128,
+       "lr": 5e-3, "warmup_steps": 1, "group_by_length": False}
 DMPO = {"seed": 0, "k": 3, "max_steps": 6, "save_steps": 2, "batch_size": 2, "max_length": 96, "lr": 1e-2,
         "warmup_steps": 0, "grad_accum": 1, "bf16": False}
 

@@ -40,7 +40,7 @@ TOY = {"dataset": "toy", "domain": DOMAINS["movie"]}  # what the records are of,
 
 
 def cfg(**kw):
-    base = {"n_train": 10, "n_valid": 10, "n_test": 60}
+    base = {"n_train": 10, "n_valid": 10, "n_test": 60, "history_len": 40}
     return PreferenceConfig(**{**base, **kw})
 
 

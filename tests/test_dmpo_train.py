@@ -28,7 +28,7 @@ def tiny_sft(tiny_base, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dmpo") / "sft"
     recs = [{"messages": [{"role": "user", "content": f"Movie {i}?"}], "completion": "Yes" if i % 2 else "No"}
             for i in range(4)]
-    cfg = SFTSettings(max_steps=2, batch_size=2, lr=1e-2, warmup_steps=0, max_length=64, group_by_length=False)
+    cfg = SFTSettings(max_steps=2, batch_size=2, grad_accum=1, lr=1e-2, warmup_steps=0, max_length=64, group_by_length=False)
     train_sft(tiny_base, recs, [], out, cfg.with_run(checkpoint_dir=str(out.parent / "ck")))
     return out
 

@@ -61,7 +61,7 @@ def test_split_eval_is_seeded_and_disjoint():
 
 
 def settings(ckpt: Path, **kw) -> SFTSettings:
-    base = {"max_steps": 4, "save_steps": 2, "batch_size": 2, "max_length": 128, "lr": 5e-3,
+    base = {"max_steps": 4, "save_steps": 2, "batch_size": 2, "grad_accum": 1, "max_length": 128, "lr": 5e-3,
             "warmup_steps": 1, "group_by_length": False}
     return SFTSettings(**{**base, **kw}).with_run(seed=3, checkpoint_dir=str(ckpt))
 

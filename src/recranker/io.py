@@ -258,12 +258,6 @@ def read_jsonl(path: str | Path, *, missing: str = "") -> Iterator[tuple[dict[st
             yield row, f"{path}:{n}"
 
 
-def write_parquet(path: str | Path, df) -> None:
-    """Parquet without the pandas index, atomically."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-
-
 def _unreadable(path: Path, kind: str, exc: BaseException) -> RecrankerError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return RecrankerError(f"{path}: not a readable {kind} file ({detail[:200]})")

@@ -8,11 +8,11 @@ from pydantic import Field
 
 from recranker.backbones.config import RatingMFConfig
 from recranker.prompts.config import InstructConfig
-from recranker.sampling import SamplingConfig
+from recranker.sampling_config import SamplingConfig
 
 
 class SamplingParams(SamplingConfig):
-    """sampling.*: the library's :class:`~recranker.sampling.SamplingConfig` and whose embeddings."""
+    """sampling.*: the library's :class:`~recranker.sampling_config.SamplingConfig` and whose embeddings."""
 
     embeddings_backbone: str | None = None  # whose user_emb.npy (None = first of run.backbones)
 

@@ -24,6 +24,7 @@ from recranker.llm.config import (
     TargetModules,
     TrainSettings,
     WarmupSteps,
+    trainer_section,
 )
 from recranker.schema import Section
 
@@ -34,7 +35,7 @@ class PreferenceConfig(Section):
     positive_above: float = Field(3.0, description="rating > this is positive, ≤ is negative")
     min_positives: int = Field(5, ge=1, description="positives a user needs to take part")
     min_negatives: int = Field(5, ge=1, description="negatives a user needs to take part")
-    history_len: int = Field(40, ge=1, description="items before the positive in the prompt (the paper's ≤ 40)")
+    history_len: int = Field(10, ge=1, description="items before the positive in the prompt (≤ the paper's 40; 10 on CPU)")
     min_history: int = Field(1, ge=0, description="shortest history a sample may have")
     k_negatives: int = Field(3, ge=1, description="pairwise prompts per training sample (≥ llm.dmpo.k)")
     n_train: int = Field(100, ge=0, description="training samples (one per user)")
@@ -50,6 +51,7 @@ class DMPOLoraSettings(LoraSettings):
     target_modules: TargetModules = Field(["q_proj", "k_proj", "v_proj"])
 
 
+@trainer_section
 class DMPOSFTSettings(TrainSettings):
     """TALLRec-style SFT on the DMPO training samples (answer "<positive, negative>"), ``llm.dmpo_sft``."""
 
@@ -69,15 +71,17 @@ class DMPOSFTSettings(TrainSettings):
     eval_steps: ClassVar[int] = 0
     weight_decay: ClassVar[float] = 0.0
     group_by_length: ClassVar[bool] = False
+    loss_average: ClassVar[Literal["token", "instruction"]] = "token"  # trl's token mean
 
 
+@trainer_section
 class DMPOSettings(TrainSettings):
     """Direct multi-negative preference optimisation (``llm.dmpo``) from the DMPO-SFT model."""
 
     beta: float = Field(0.1, gt=0, description="β of the loss (trl's default)")
     k: int = Field(3, ge=1, description="negatives (pairwise prompts) per sample, ≤ those present in the data")
-    max_steps: MaxSteps = 25
-    lr: LearningRate = 1e-4  # chosen on the valid pairs (README, DMPO)
+    max_steps: MaxSteps = 50
+    lr: LearningRate = 1e-3  # lr and max_steps chosen on the valid pairs (README, DMPO)
     warmup_steps: WarmupSteps = 2
     batch_size: BatchSize = 1  # 2k sequences per sample: memory grows with batch_size·k
     grad_accum: GradAccum = 4

@@ -31,7 +31,7 @@ from typing import Any
 
 from recranker.dmpo.config import DMPOSettings
 from recranker.errors import RecrankerError
-from recranker.llm.sft import (
+from recranker.llm.training import (
     checkpoint_dir,
     common_args,
     lora_config,

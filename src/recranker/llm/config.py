@@ -12,7 +12,7 @@ chooses its defaults. Light on purpose (pydantic only): the params schema import
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr
 
@@ -61,18 +61,33 @@ class RunContext:
         object.__setattr__(self, "report_to", tuple(self.report_to))
 
 
-class TrainSettings(Section):
-    """Optimiser knobs every training section has (defaults: ``llm.sft``'s CPU profile).
+Settings = TypeVar("Settings", bound="TrainSettings")
 
-    The trainers also read ``eval_steps``, ``weight_decay`` and ``group_by_length``: a section
-    either declares them as knobs (:class:`SFTSettings`) or fixes them as class constants.
+
+def trainer_section(cls: type[Settings]) -> type[Settings]:
+    """Mark a library training section: its fields are the trainer's knobs
+    (:meth:`TrainSettings.settings`). A stage's params class that extends it with its own knobs
+    (``llm.sft.max_eval``) inherits the mark unchanged, so those knobs stay out of the settings."""
+    cls.trainer_knobs = frozenset(cls.model_fields)
+    return cls
+
+
+@trainer_section
+class TrainSettings(Section):
+    """Optimiser knobs every training section has (defaults: ``llm.sft``'s, as in params.yaml).
+
+    The trainers also read ``eval_steps``, ``weight_decay``, ``group_by_length`` and (SFT)
+    ``loss_average``: a section either declares them as knobs (:class:`SFTSettings`) or fixes them
+    as class constants.
     """
+
+    trainer_knobs: ClassVar[frozenset[str]]  # set by @trainer_section
 
     max_steps: MaxSteps = 30
     lr: LearningRate = 2e-4
     warmup_steps: WarmupSteps = 3
-    batch_size: BatchSize = 4
-    grad_accum: GradAccum = 1
+    batch_size: BatchSize = 2
+    grad_accum: GradAccum = 2
     max_length: MaxLength = 768
     save_steps: SaveSteps = 10
     logging_steps: LoggingSteps = 1
@@ -108,10 +123,9 @@ class TrainSettings(Section):
 
     def settings(self) -> dict[str, Any]:
         """What a run was made with (``training_log.json``, the resume fingerprint): the knobs the
-        library declares (a stage's own knobs, e.g. ``llm.sft.max_eval``, are not the trainer's),
-        the constants the section fixes, and the run's context."""
-        library = next(c for c in type(self).__mro__ if c.__module__.startswith("recranker."))
-        out = self.model_dump(include=set(library.model_fields))
+        library section declares (:func:`trainer_section`; a stage's own knobs, e.g.
+        ``llm.sft.max_eval``, are not the trainer's), the constants it fixes, and the run's context."""
+        out = self.model_dump(include=set(self.trainer_knobs))
         for name in ("eval_steps", "weight_decay", "group_by_length", "lora"):
             if name not in out and hasattr(self, name):
                 value = getattr(self, name)
@@ -119,6 +133,7 @@ class TrainSettings(Section):
         return {**out, **asdict(self._run)}
 
 
+@trainer_section
 class SFTSettings(TrainSettings):
     """RecRanker's instruction tuning (params.yaml ``llm.sft``): trl's SFTTrainer, completion-only loss."""
 
