@@ -171,6 +171,8 @@ def test_recranker_params_rerun_nothing_on_the_dmpo_branch(project):
         assert stage not in status, status
 
 
+# slow: ~45 s (a forced re-run of two stages)
+@pytest.mark.slow
 def test_default_run_benchmark_times_each_stage_with_its_memory_and_dtype(project, tmp_path):
     """benchmarks/default_run.py on this project: the stages asked for, in graph order, forced."""
     work, env, _ = project

@@ -68,6 +68,8 @@ DMPO_ALONE = {
 }
 
 
+# slow: ~2 min (the whole DMPO branch through DVC); tests/test_e2e.py runs the branch on ratings data in the fast suite
+@pytest.mark.slow
 def test_dmpo_branch_on_an_imported_dataset_alone(tmp_path):
     work = tmp_path / "lf"
     work.mkdir()
