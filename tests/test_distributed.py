@@ -153,11 +153,7 @@ def test_launch_command_torchrun_and_accelerate(tmp_path, monkeypatch):
     assert not needs_launch(2)
 
 
-@pytest.mark.slow
-def test_dvc_repro_trains_on_two_processes(tmp_path_factory):
-    """`llm.launch.processes: 2` and plain `dvc repro`: sft, dmpo-sft and dmpo each run as two
-    gloo ranks, publish non-empty weights once, and record the launch in their metrics."""
-    from safetensors.torch import load_file
+def _two_rank_project(tmp_path_factory):
     from test_e2e import DVC, TINY, bare_env, deep_update, make_project, run
 
     work = tmp_path_factory.mktemp("launch")
@@ -167,14 +163,42 @@ def test_dvc_repro_trains_on_two_processes(tmp_path_factory):
     run([DVC, "init", "-q"], work, env)
     run([".venv/bin/recranker", "synth", "raw/tiny", "--users", "40", "--items", "60",
          "--ratings", "1500", "--seed", "0"], work, env)
-    out = run([DVC, "repro", "sft", "dmpo"], work, env)
-    assert "launch: 2 processes" in out
-    for stage, metrics in (("sft", "sft"), ("dmpo-sft", "dmpo_sft"), ("dmpo", "dmpo")):
+    return work, env
+
+
+def _trained_on_two_ranks(work: Path, stages: list[tuple[str, str]]) -> None:
+    from safetensors.torch import load_file
+
+    for stage, metrics in stages:
         weights = load_file(str(work / "models" / "llm" / stage / "adapter_model.safetensors"))
         assert weights and all(t.numel() > 0 for t in weights.values()), stage
         launch = json.loads((work / "metrics" / f"{metrics}.json").read_text())["launch"]
         assert launch["processes"] == 2 and launch["launcher"] == "torchrun" and launch["backend"] == "gloo"
-    assert not list((work / "models" / "llm").glob(".sft.*")), "a rank's temporary was left behind"
+    assert not [p for p in (work / "models" / "llm").iterdir() if p.name.startswith(".")
+                and p.name != ".ckpt"], "a rank's temporary was left behind"
+
+
+def test_dvc_repro_trains_the_dmpo_branch_on_two_processes(tmp_path_factory):
+    """`llm.launch.processes: 2` and plain `dvc repro`: dmpo-sft and dmpo each run as two gloo
+    ranks (the stage relaunches itself), publish non-empty weights once, record the launch, and
+    the valid AUC inside them is computed once, on rank 0."""
+    from test_e2e import DVC, run
+
+    work, env = _two_rank_project(tmp_path_factory)
+    out = run([DVC, "repro", "dmpo"], work, env)
+    assert out.count("launch: 2 processes") == 2
+    _trained_on_two_ranks(work, [("dmpo-sft", "dmpo_sft"), ("dmpo", "dmpo")])
+    assert json.loads((work / "metrics" / "dmpo.json").read_text())["valid_samples"] > 0
+
+
+@pytest.mark.slow
+def test_dvc_repro_trains_sft_on_two_processes(tmp_path_factory):
+    """The same for RecRanker's `sft` (slow: it needs the backbone and the instructions first)."""
+    from test_e2e import DVC, run
+
+    work, env = _two_rank_project(tmp_path_factory)
+    assert "launch: 2 processes" in run([DVC, "repro", "sft"], work, env)
+    _trained_on_two_ranks(work, [("sft", "sft")])
 
 
 # -- chat templates and environment-independent bytes ----------------------------------------------
