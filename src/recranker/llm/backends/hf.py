@@ -28,7 +28,7 @@ from recranker.llm.scoring import (
     chat_prompt_ids,
     complete_answers,
     end_of_turn_id,
-    label_token_ids,
+    single_token_labels,
 )
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -197,13 +197,7 @@ class HFBackend(Backend):
         end of turn) through :meth:`continuation_logprobs`."""
         if len(prompts) != len(label_sets):
             raise RecrankerError(f"{len(prompts)} prompts but {len(label_sets)} label sets")
-        ids: dict[tuple[str, ...], list[int] | None] = {}
-        for labels in map(tuple, label_sets):
-            if labels not in ids:
-                try:
-                    ids[labels] = label_token_ids(self.tokenizer, labels)
-                except RecrankerError:
-                    ids[labels] = None
+        ids = single_token_labels(self.tokenizer, label_sets)
         encoded = self.encode_many(prompts)
         out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
         fast = [i for i, labels in enumerate(label_sets) if ids[tuple(labels)] is not None]

@@ -234,17 +234,11 @@ class VLLMBackend(Backend):
     def label_logprobs_multi(self, prompts, label_sets) -> list[np.ndarray]:
         """Single-token label sets: one request per prompt, all in one engine call; the others
         as complete answers (label + end of turn) through :meth:`continuation_logprobs`."""
-        from recranker.llm.scoring import complete_answers, label_token_ids
+        from recranker.llm.scoring import complete_answers, single_token_labels
 
         if len(prompts) != len(label_sets):
             raise RecrankerError(f"{len(prompts)} prompts but {len(label_sets)} label sets")
-        ids: dict[tuple[str, ...], list[int] | None] = {}
-        for labels in map(tuple, label_sets):
-            if labels not in ids:
-                try:
-                    ids[labels] = label_token_ids(self.tokenizer, labels)
-                except RecrankerError:
-                    ids[labels] = None
+        ids = single_token_labels(self.tokenizer, label_sets)
         out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
         fast = [i for i, labels in enumerate(label_sets) if fits_one_request(ids[tuple(labels)])]
         if fast:

@@ -33,11 +33,12 @@ from .requests import (
     encode_chat,
     end_of_turn_id,
     label_token_ids,
+    single_token_labels,
 )
 from .sharded import ShardedScorer
 
 __all__ = [
     "PrefixCachedScorer", "ScoreRequest", "ScoreResult", "ScorerStats", "ShardedScorer", "binary_probability",
     "chat_prompt_ids", "complete_answers", "encode_chat", "end_of_turn_id", "expected_value",
-    "group_members", "group_prefix_len", "label_token_ids", "plan_prefixes",
+    "group_members", "group_prefix_len", "label_token_ids", "plan_prefixes", "single_token_labels",
 ]

@@ -89,6 +89,19 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     return out
 
 
+def single_token_labels(tokenizer, label_sets: Sequence[Sequence[str]]) -> dict[tuple[str, ...], list[int] | None]:
+    """Each distinct label set → its single tokens (:func:`label_token_ids`), or None where the
+    labels are not one token each (those are scored as complete answers)."""
+    ids: dict[tuple[str, ...], list[int] | None] = {}
+    for labels in map(tuple, label_sets):
+        if labels not in ids:
+            try:
+                ids[labels] = label_token_ids(tokenizer, labels)
+            except RecrankerError:
+                ids[labels] = None
+    return ids
+
+
 def end_of_turn_id(tokenizer) -> int:
     """The token that closes an assistant turn (eos for ChatML-style templates)."""
     eos = tokenizer.eos_token_id
