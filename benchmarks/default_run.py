@@ -11,13 +11,10 @@ the dtype each LLM stage reports in its metrics. Prints a markdown table and wri
         [--stages prepare@ml-100k,backbone@ml-100k-mf] [--out benchmarks/results/default_run.json]
 
 --imitate-avx2 runs every stage with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2: torch's own
-kernels and oneDNN's (the matmuls) are limited to AVX2, as on a laptop CPU. The matmul timing in
-the JSON shows whether that took effect (bf16 is then emulated, far slower than fp32). What it does
-not change: ``recranker.llm.precision.cpu_has_native_bf16`` asks the CPU itself (CPUID) whether
-it has AVX512-BF16/AMX, so on a CPU that has them `auto` still picks bf16 under imitation — which
-oneDNN then only emulates; the JSON records ``imitation_faithful: false`` and the script warns.
-On a CPU without bf16 units (AVX512 or AVX2 alike) `auto` picks fp32 either way, as a real AVX2
-machine would.
+kernels and oneDNN's (the matmuls) are limited to AVX2, as on a laptop CPU, and `auto` picks fp32
+as it would there (``recranker.llm.precision`` honours the oneDNN cap). The matmul timing in the
+JSON shows that it took effect (bf16 is then emulated, far slower than fp32). What it cannot
+imitate: the clock, caches and memory bandwidth of another machine.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ def gflops(dtype, m=64, k=576, n=1536, reps=20):  # a 135M-model layer's matmul,
             a @ b
     return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
 print(json.dumps({"torch_capability": torch.backends.cpu.get_cpu_capability(),
-                  "cpu_capability": cpu_capability(), "cpuid_native_bf16": cpu_has_native_bf16(),
+                  "cpu_capability": cpu_capability(), "native_bf16": cpu_has_native_bf16(),
                   "auto_dtype": resolve("auto", "cpu"), "torch": torch.__version__,
                   "matmul_gflops_1thread": {"float32": round(gflops(torch.float32), 1),
                                             "bfloat16": round(gflops(torch.bfloat16), 1)}}))
@@ -173,11 +170,6 @@ def main(argv: list[str] | None = None) -> dict:
     dvc = str(venv / "dvc") if (venv / "dvc").exists() else "dvc"
 
     cpu = {"model": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(), **probe(python, env)}
-    cpu["imitation_faithful"] = not (args.imitate_avx2 and cpu["cpuid_native_bf16"])
-    if not cpu["imitation_faithful"]:
-        print("warning: this CPU has bf16 units (CPUID), so `auto` picks bf16 even under --imitate-avx2, where "
-              "oneDNN only emulates it: set the LLM stages' dtype to float32 to imitate an AVX2 machine",
-              file=sys.stderr)
     plan = stages_in_order(project)
     if args.stages:
         wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
